@@ -1,0 +1,30 @@
+"""dead-letter: receives an event that ran out of delivery attempts, at /<function>.
+
+It settles the job so nothing stays in progress forever: the broker's dead-letter sink (Knative
+``delivery.deadLetterSink``, the local dispatcher's DLQ) points here, with the name of the
+function that kept failing as the path.
+"""
+
+import flask
+import functions_framework
+from cloudevents.http import from_http
+
+from vid2mp3 import entrypoints, jobs, triggers
+from vid2mp3.errors import InvalidInput
+
+
+@functions_framework.http
+@entrypoints.http_errors
+def dead_letter(request: flask.Request) -> flask.Response:
+    entrypoints.require_method(request, "POST")
+    function = request.path.strip("/")
+    if function not in triggers.TRIGGERS:
+        raise InvalidInput(
+            f"path must name the failing function: one of {sorted(triggers.TRIGGERS)}"
+        )
+    try:
+        event = entrypoints.to_event(from_http(request.headers, request.get_data()))
+    except Exception as exc:
+        raise InvalidInput(f"the body is not a CloudEvent: {exc}") from None
+    outcome = jobs.dead_lettered(entrypoints.services(), event, function)
+    return entrypoints.json_response({"outcome": outcome})

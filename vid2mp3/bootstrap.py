@@ -1,0 +1,132 @@
+"""The composition root: the only module that imports concrete adapters.
+
+Each port's adapter is picked by the scheme of its URL in ``Config``. Heavy client packages
+(pymysql, pymongo, boto3, pika, openai) are imported inside the branch that needs them, so
+``vid2mp3 --help`` stays fast and a missing package names itself and the URL that needed it.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+from vid2mp3.config import Config
+from vid2mp3.db.database import Database
+from vid2mp3.errors import ConfigError
+from vid2mp3.ports import BlobStore, EventSink, Mailer, Summarizer
+from vid2mp3.services import Services
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def _file_path(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
+
+
+def make_database(config: Config) -> Database:
+    url = config.database_url
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from vid2mp3.db.sqlite import SqliteDatabase
+
+        path = url.removeprefix("sqlite://")
+        return SqliteDatabase(":memory:" if path in ("/:memory:", ":memory:") else path)
+    if scheme in ("mysql", "mariadb", "mysql+pymysql"):
+        from vid2mp3.db.mysql import MysqlDatabase
+
+        return MysqlDatabase(url)
+    raise ConfigError(f"DATABASE_URL scheme {scheme!r} is not supported (sqlite:, mysql:)")
+
+
+def make_store(config: Config) -> BlobStore:
+    url = config.storage_url
+    scheme = urlsplit(url).scheme
+    if scheme == "file":
+        from vid2mp3.storage.local import LocalBlobStore
+
+        return LocalBlobStore(_file_path(url))
+    if scheme in ("mongodb", "mongodb+srv"):
+        from vid2mp3.storage.gridfs import GridFSBlobStore
+
+        return GridFSBlobStore.from_url(url)
+    if scheme == "s3":
+        from vid2mp3.storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(url)
+    raise ConfigError(f"STORAGE_URL scheme {scheme!r} is not supported (file:, mongodb:, s3:)")
+
+
+def make_sink(config: Config) -> EventSink:
+    url = config.events_url
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from vid2mp3.bus.memory import MemoryBus
+
+        return MemoryBus(max_attempts=config.max_attempts)
+    if scheme in ("amqp", "amqps"):
+        from vid2mp3.bus.amqp import AmqpEventSink
+
+        return AmqpEventSink(url)
+    if scheme in ("http", "https"):
+        from vid2mp3.bus.http import HttpEventSink
+
+        return HttpEventSink(url)
+    raise ConfigError(f"EVENTS_URL scheme {scheme!r} is not supported (memory:, amqp:, http(s):)")
+
+
+def make_mailer(config: Config) -> Mailer:
+    if not config.smtp_url:
+        from vid2mp3.mail.outbox import OutboxMailer
+
+        return OutboxMailer(config.home / "outbox")
+    from vid2mp3.mail.smtp import SmtpMailer
+
+    return SmtpMailer(config.smtp_url)
+
+
+def make_summarizer(config: Config) -> Summarizer | None:
+    if not config.openai_base_url and not config.openai_api_key:
+        return None
+    from vid2mp3.ai.openai import OpenAISummarizer
+
+    return OpenAISummarizer(config)
+
+
+def build(config: Config | None = None, **overrides: object) -> Services:
+    """Wire a ``Services`` from ``config`` (default: the environment); ``overrides`` replace
+    any port by name (``db``, ``store``, ``sink``, ``mailer_factory``, ``summarizer_factory``)."""
+    from vid2mp3.db.migrations import migrate
+
+    config = config or Config.from_env()
+    db = overrides.pop("db", None) or make_database(config)
+    migrate(db)  # type: ignore[arg-type]
+    services = Services(
+        config=config,
+        db=db,  # type: ignore[arg-type]
+        store=overrides.pop("store", None) or make_store(config),  # type: ignore[arg-type]
+        sink=overrides.pop("sink", None) or make_sink(config),  # type: ignore[arg-type]
+        mailer_factory=overrides.pop("mailer_factory", None) or (lambda: make_mailer(config)),  # type: ignore[arg-type]
+        summarizer_factory=overrides.pop("summarizer_factory", None)  # type: ignore[arg-type]
+        or (lambda: make_summarizer(config)),
+    )
+    if overrides:
+        raise TypeError(f"unknown overrides: {sorted(overrides)}")
+    return services
+
+
+def services() -> Services:
+    """The process-wide ``Services``, built on first use (never at import)."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build()
+        return _services
+
+
+def install(value: Services | None) -> None:
+    """Replace the process-wide ``Services`` (the CLI, the gateway and tests do this)."""
+    global _services
+    with _lock:
+        _services = value

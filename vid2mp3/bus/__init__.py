@@ -1,0 +1,1 @@
+"""Event sink adapters: ``memory.py`` (memory://), ``amqp.py`` (amqp://), ``http.py`` (http(s)://)."""

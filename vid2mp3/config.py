@@ -1,0 +1,161 @@
+"""Every setting, read once from the environment (12-factor).
+
+Each setting has a default that is safe for the embedded mode (one machine, no servers, all
+state under ``VID2MP3_HOME``). A deployment that uses any real backend must set ``JWT_SECRET``:
+it refuses to start with a generated one. A secret may also come from a file named by
+``<KEY>_FILE`` (OpenFaaS and Kubernetes mount secrets as files).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vid2mp3.errors import ConfigError
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def _read_secret(env: Mapping[str, str], key: str) -> str:
+    """``KEY`` from the environment, else the contents of the file named by ``KEY_FILE``."""
+    if env.get(key):
+        return env[key]
+    path = env.get(f"{key}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}_FILE={path!r} cannot be read: {exc.strerror}") from exc
+    return ""
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{key}={raw!r} must be greater than zero")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{key}={raw!r} must be greater than zero")
+    return value
+
+
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    return env.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of one process. Build with ``Config.from_env()``; never mutated."""
+
+    home: Path
+    database_url: str
+    storage_url: str
+    events_url: str
+    smtp_url: str
+    mail_from: str
+    public_url: str
+    jwt_secret: str = field(repr=False)
+    openai_base_url: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    transcribe_model: str = "whisper-1"
+    summary_model: str = "gpt-4o-mini"
+    ai_timeout: float = 120.0
+    ai_max_chars: int = 48_000
+    ffmpeg_binary: str = ""
+    default_bitrate: str = "192k"
+    max_upload_bytes: int = 2 * GIB
+    multipart_threshold: int = 64 * MIB
+    token_ttl: int = 24 * 3600
+    upload_token_ttl: int = 2 * 3600
+    max_attempts: int = 5
+    job_lease_seconds: int = 120
+    cors_origins: tuple[str, ...] = ()
+    allow_private_webhooks: bool = False
+    event_source: str = "/vid2mp3"
+
+    @property
+    def embedded(self) -> bool:
+        """True when every backend is the zero-server default."""
+        return (
+            self.database_url.startswith("sqlite:")
+            and self.storage_url.startswith("file:")
+            and self.events_url.startswith("memory:")
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Read the settings; raises ``ConfigError`` naming the key that is wrong."""
+        env = os.environ if env is None else env
+        home = Path(env.get("VID2MP3_HOME") or Path.home() / ".vid2mp3").expanduser()
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{home / 'vid2mp3.db'}"
+        storage_url = env.get("STORAGE_URL") or f"file://{home / 'blobs'}"
+        # Knative's SinkBinding injects K_SINK; when it is there, it is where events go.
+        events_url = env.get("K_SINK") or env.get("EVENTS_URL") or "memory://"
+        cfg = cls(
+            home=home,
+            database_url=database_url,
+            storage_url=storage_url,
+            events_url=events_url,
+            smtp_url=_read_secret(env, "SMTP_URL"),
+            mail_from=env.get("MAIL_FROM") or "vid2mp3 <no-reply@vid2mp3.local>",
+            public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            jwt_secret=_read_secret(env, "JWT_SECRET"),
+            openai_base_url=env.get("OPENAI_BASE_URL", ""),
+            openai_api_key=_read_secret(env, "OPENAI_API_KEY"),
+            transcribe_model=env.get("TRANSCRIBE_MODEL") or "whisper-1",
+            summary_model=env.get("SUMMARY_MODEL") or "gpt-4o-mini",
+            ai_timeout=_float(env, "AI_TIMEOUT", 120.0),
+            ai_max_chars=_int(env, "AI_MAX_CHARS", 48_000),
+            ffmpeg_binary=env.get("FFMPEG_BINARY", ""),
+            default_bitrate=env.get("DEFAULT_BITRATE") or "192k",
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 2 * GIB),
+            multipart_threshold=_int(env, "MULTIPART_THRESHOLD", 64 * MIB),
+            token_ttl=_int(env, "TOKEN_TTL", 24 * 3600),
+            upload_token_ttl=_int(env, "UPLOAD_TOKEN_TTL", 2 * 3600),
+            max_attempts=_int(env, "MAX_ATTEMPTS", 5),
+            job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 120),
+            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o),
+            allow_private_webhooks=_flag(env, "ALLOW_PRIVATE_WEBHOOKS"),
+            event_source=env.get("EVENT_SOURCE") or "/vid2mp3",
+        )
+        if not cfg.jwt_secret:
+            if not cfg.embedded:
+                raise ConfigError(
+                    "JWT_SECRET (or JWT_SECRET_FILE) must be set when any backend is not the "
+                    "embedded default; refusing to start with a generated secret"
+                )
+            cfg = _with_embedded_secret(cfg)
+        return cfg
+
+
+def _with_embedded_secret(cfg: Config) -> Config:
+    """The embedded mode generates a secret once and keeps it in its state folder."""
+    from dataclasses import replace
+
+    path = cfg.home / "jwt_secret"
+    if not path.exists():
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return replace(cfg, jwt_secret=path.read_text().strip())

@@ -1,0 +1,1 @@
+"""Mailer adapters: ``outbox.py`` (no SMTP_URL: .eml files) and ``smtp.py`` (smtp://, smtps://)."""

@@ -1,0 +1,117 @@
+"""The domain's values: users, jobs and the states a job moves through."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    UPLOADED = "uploaded"
+    CONVERTING = "converting"
+    CONVERTED = "converted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+
+
+class SummaryStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    password_hash: str
+    created_at: float
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """What the user asked for; empty means the service default (192k CBR, MP3 copied as is)."""
+
+    bitrate: str | None = None
+    quality: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ConversionOptions:
+        return cls(bitrate=raw.get("bitrate"), quality=raw.get("quality"))
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    user_id: str
+    filename: str
+    content_type: str
+    size: int
+    video_key: str
+    state: JobState
+    created_at: float
+    updated_at: float
+    options: ConversionOptions = field(default_factory=ConversionOptions)
+    progress: int = 0
+    error: str | None = None
+    mp3_key: str | None = None
+    mp3_size: int | None = None
+    mp3_duration: float | None = None
+    mp3_bitrate: int | None = None
+    summary_status: str | None = None
+    summary: str | None = None
+    category: str | None = None
+    context_truncated: bool | None = None
+    summary_reason: str | None = None
+    attempts: int = 0
+    lease_until: float | None = None
+
+    @property
+    def mp3_filename(self) -> str:
+        stem = self.filename.rsplit(".", 1)[0] if "." in self.filename else self.filename
+        return f"{stem}.mp3"
+
+    def public(self) -> dict[str, Any]:
+        """What the owner sees (``GET /jobs/<id>``): no storage keys, no lease internals."""
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "state": str(self.state),
+            "progress": self.progress,
+            "error": self.error,
+            "options": self.options.to_dict(),
+            "mp3": (
+                {
+                    "filename": self.mp3_filename,
+                    "size": self.mp3_size,
+                    "duration": self.mp3_duration,
+                    "bitrate": self.mp3_bitrate,
+                }
+                if self.mp3_key
+                else None
+            ),
+            "summary_status": self.summary_status,
+            "summary": self.summary,
+            "category": self.category,
+            "context_truncated": self.context_truncated,
+            "summary_reason": self.summary_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @staticmethod
+    def options_json(options: ConversionOptions) -> str:
+        return json.dumps(options.to_dict())

@@ -1,0 +1,112 @@
+"""The ports: small protocols each outside system sits behind.
+
+Adapters are named by technology (``storage/local.py``, ``bus/memory.py`` ...) and chosen by URL
+in ``vid2mp3.bootstrap``; nothing else imports an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from vid2mp3.events import Event
+
+
+@dataclass(frozen=True)
+class MediaSource:
+    """Where ffmpeg reads a stored blob from: a local path, or a URL when ``network`` is true."""
+
+    location: str
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """How a client uploads straight to storage (presigned URLs), bypassing the functions."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expires_at: float = 0.0
+    # Multipart uploads: one presigned URL per part, in order; empty for a single PUT.
+    parts: tuple[str, ...] = ()
+    part_size: int = 0
+    upload_id: str = ""
+
+
+class BlobStore(Protocol):
+    """Videos and MP3s. Every method streams: nothing holds a whole object in memory."""
+
+    def put_stream(
+        self, key: str, stream: BinaryIO, *, content_type: str, metadata: Mapping[str, str]
+    ) -> int:
+        """Copy ``stream`` to ``key`` in chunks; returns the number of bytes stored."""
+        ...
+
+    def put_file(
+        self, key: str, path: str, *, content_type: str, metadata: Mapping[str, str]
+    ) -> int:
+        """Store a local file under ``key``; returns its size."""
+        ...
+
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A readable binary stream of ``key``; raises ``NotFound``."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """Size in bytes of ``key``, or ``None`` when it does not exist."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def media_source(self, key: str) -> AbstractContextManager[MediaSource]:
+        """Somewhere ffmpeg can read ``key`` from, valid inside the ``with`` block."""
+        ...
+
+    def upload_target(
+        self, key: str, *, size: int, content_type: str, expires_in: int
+    ) -> UploadTarget | None:
+        """Presigned upload instructions, or ``None`` when uploads go through ``jobs``."""
+        ...
+
+    def download_url(self, key: str, *, filename: str, expires_in: int) -> str | None:
+        """A presigned GET URL, or ``None`` when downloads stream through ``jobs``."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where emitted CloudEvents go: an in-process bus, AMQP, or an HTTP broker ingress."""
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to the broker; returns only once the broker has accepted it."""
+        ...
+
+
+class Mailer(Protocol):
+    def send(self, message: EmailMessageLike) -> None:
+        """Deliver the message or raise ``TransientError``."""
+        ...
+
+
+class EmailMessageLike(Protocol):
+    def __getitem__(self, name: str) -> str | None: ...
+
+    def as_bytes(self) -> bytes: ...
+
+
+class Summarizer(Protocol):
+    """An OpenAI-compatible API: transcribe speech, then summarize the transcript."""
+
+    def transcribe(self, mp3_path: str) -> str: ...
+
+    def summarize(self, transcript: str) -> Mapping[str, str]: ...
+
+
+def iter_chunks(stream: BinaryIO, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    """Read ``stream`` in chunks until EOF."""
+    while chunk := stream.read(chunk_size):
+        yield chunk
