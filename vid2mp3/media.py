@@ -368,11 +368,11 @@ def _probe_with_ffprobe(ffprobe: str, location: str, network: bool) -> Probe:
 
 
 _INPUT_RE = re.compile(r"^Input #0, (?P<format>.+?), from '")
-_DURATION_RE = re.compile(r"^\s+Duration: (?:(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)|N/A)")
+_DURATION_RE = re.compile(r"^ +Duration: (?:(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)|N/A)")
 # Anchored at the start of the line: metadata values are echoed after "key : ", so a hostile
 # title cannot produce a line that starts with "Stream #0:".
 _STREAM_RE = re.compile(
-    r"^\s+Stream #0:\d+\S*: (?P<type>Audio|Video|Subtitle|Data|Attachment): (?P<codec>[^\s,]+)"
+    r"^ +Stream #0:\d+\S*: (?P<type>Audio|Video|Subtitle|Data|Attachment): (?P<codec>[^\s,]+)"
     r"(?P<rest>.*)$"
 )
 _KBPS_RE = re.compile(r"(\d+) kb/s")

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from vid2mp3 import events
+from vid2mp3 import display, events
 from vid2mp3.errors import TransientError
 from vid2mp3.model import Job, User
 from vid2mp3.services import Services
@@ -43,33 +43,14 @@ def _templates() -> Any:
     )
 
 
-def _duration(seconds: float | None) -> str:
-    if not seconds:
-        return "unknown"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _size(n: int | None) -> str:
-    if not n:
-        return "unknown"
-    value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def render(kind: str, job: Job, user: User, services: Services, reason: str = "") -> EmailMessage:
     """The email for ``kind`` with text and HTML alternatives (HTML autoescaped)."""
     context = {
         "job": job,
         "name": job.filename,
         "mp3_name": job.mp3_filename,
-        "duration": _duration(job.mp3_duration),
-        "size": _size(job.mp3_size),
+        "duration": display.duration(job.mp3_duration),
+        "size": display.size(job.mp3_size),
         "reason": reason or job.error or "",
         "job_url": f"{services.config.public_url}/#/jobs/{job.id}",
         "download_url": f"{services.config.public_url}/function/jobs/{job.id}/download",

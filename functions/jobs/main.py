@@ -35,7 +35,9 @@ def jobs(request: flask.Request) -> flask.Response:
     if route == ("GET", 1, ""):
         return entrypoints.json_response(job_lifecycle.owned(services, parts[0], user_id).public())
     if route == ("POST", 2, "complete"):
-        return entrypoints.json_response(job_lifecycle.complete(services, parts[0], user_id).public(), 202)
+        return entrypoints.json_response(
+            job_lifecycle.complete(services, parts[0], user_id).public(), 202
+        )
     if route == ("GET", 2, "download"):
         download = job_lifecycle.download(services, parts[0], user_id)
         if download.url:

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vid2mp3 import bootstrap, jobs, logs, users
+from vid2mp3 import bootstrap, display, jobs, logs, users
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.cli import CommandError
 from vid2mp3.config import Config
 from vid2mp3.local import functions
 from vid2mp3.model import FINAL_STATES, JobState
-from vid2mp3.notifications import _duration, _size
 
 POLL_SECONDS = 0.2
 
@@ -101,7 +100,7 @@ def run_convert(
     response.close()
     os.replace(partial, out)
     kbps = f", {job.mp3_bitrate // 1000} kbps" if job.mp3_bitrate else ""
-    print(f"{out}  {_duration(job.mp3_duration)}  {_size(job.mp3_size)}{kbps}")
+    print(f"{out}  {display.duration(job.mp3_duration)}  {display.size(job.mp3_size)}{kbps}")
     if job.summary_status == "done" and job.summary:
         print(f"summary ({job.category}): {job.summary}")
     return 0
