@@ -12,10 +12,6 @@ from collections.abc import Sequence
 from vid2mp3 import __version__
 
 
-class CommandError(Exception):
-    """A one-line reason for the user; the command exits non-zero."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vid2mp3",
@@ -71,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vid2mp3.local.server import run_up
 
             return run_up(host=args.host, port=args.port)
-    except (CommandError, Vid2mp3Error) as exc:
+    except Vid2mp3Error as exc:
         print(f"vid2mp3: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -67,3 +67,9 @@ class ConfigError(Vid2mp3Error):
 
 class MethodNotAllowed(PermanentError):
     status = 405
+
+
+class CommandError(Vid2mp3Error):
+    """A command-line mistake or failure, told to the user in one line."""
+
+    status = 400

@@ -12,8 +12,8 @@ from typing import Any
 
 from vid2mp3 import bootstrap, display, jobs, logs, users
 from vid2mp3.bus.memory import MemoryBus
-from vid2mp3.cli import CommandError
 from vid2mp3.config import Config
+from vid2mp3.errors import CommandError
 from vid2mp3.local import functions
 from vid2mp3.model import FINAL_STATES, JobState
 
@@ -39,6 +39,8 @@ def run_convert(
     source = Path(video)
     if not source.is_file():
         raise CommandError(f"{video}: no such file")
+    if source.stat().st_size == 0:
+        raise CommandError(f"{video}: the file is empty")
     out = Path(output) if output else source.with_suffix(".mp3")
     if out.resolve() == source.resolve():
         raise CommandError(f"the MP3 would overwrite {video}; choose another name with -o")
