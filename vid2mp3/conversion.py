@@ -158,21 +158,15 @@ def _convert(services: Services, job: Job) -> Job:
 
 def _finish(services: Services, job: Job, event_id: str) -> None:
     assert job.mp3_key and job.mp3_size and job.mp3_duration is not None
-    event = events.Event(
-        type=events.AUDIO_CONVERTED,
-        subject=job.id,
-        source=services.config.event_source,
-        data={
-            "job_id": job.id,
-            "user_id": job.user_id,
-            "filename": job.filename,
-            "mp3_key": job.mp3_key,
-            "mp3_size": job.mp3_size,
-            "duration": job.mp3_duration,
-            "bitrate": job.mp3_bitrate or 0,
-        },
+    event = jobs.job_event(
+        services,
+        job,
+        events.AUDIO_CONVERTED,
+        mp3_key=job.mp3_key,
+        mp3_size=job.mp3_size,
+        duration=job.mp3_duration,
+        bitrate=job.mp3_bitrate or 0,
     )
-    events.validate(event)
     with services.uow() as uow:
         changed = uow.jobs.update(
             job.id,

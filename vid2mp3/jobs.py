@@ -242,6 +242,18 @@ def receive(
     return job
 
 
+def job_event(services: Services, job: Job, event_type: str, **data: Any) -> events.Event:
+    """A validated event about ``job``, with its id, owner and filename filled in."""
+    event = events.Event(
+        type=event_type,
+        subject=job.id,
+        source=services.config.event_source,
+        data={"job_id": job.id, "user_id": job.user_id, "filename": job.filename, **data},
+    )
+    events.validate(event)
+    return event
+
+
 def complete(services: Services, job_id: str, user_id: str) -> Job:
     """Verify the stored video and announce it (``video.uploaded``). Calling it again is
     harmless: a job past ``awaiting_upload`` is returned as it is."""
@@ -252,21 +264,15 @@ def complete(services: Services, job_id: str, user_id: str) -> Job:
             raise Conflict("nothing has been uploaded for this job yet")
         if stored != job.size:
             raise Conflict(f"the stored upload is {stored} bytes but {job.size} were declared")
-        event = events.Event(
-            type=events.VIDEO_UPLOADED,
-            subject=job.id,
-            source=services.config.event_source,
-            data={
-                "job_id": job.id,
-                "user_id": job.user_id,
-                "filename": job.filename,
-                "video_key": job.video_key,
-                "size": job.size,
-                "content_type": job.content_type,
-                "options": job.options.to_dict(),
-            },
+        event = job_event(
+            services,
+            job,
+            events.VIDEO_UPLOADED,
+            video_key=job.video_key,
+            size=job.size,
+            content_type=job.content_type,
+            options=job.options.to_dict(),
         )
-        events.validate(event)
         with services.uow() as uow:
             if uow.jobs.update(
                 job.id, only_in=(JobState.AWAITING_UPLOAD,), state=JobState.UPLOADED
@@ -295,19 +301,7 @@ def fail(
                 uow.processed.record(consumer, event_id)
                 uow.commit()
             return False
-        event = events.Event(
-            type=events.JOB_FAILED,
-            subject=job.id,
-            source=services.config.event_source,
-            data={
-                "job_id": job.id,
-                "user_id": job.user_id,
-                "filename": job.filename,
-                "stage": stage,
-                "reason": reason,
-            },
-        )
-        events.validate(event)
+        event = job_event(services, job, events.JOB_FAILED, stage=stage, reason=reason)
         uow.jobs.update(job.id, state=JobState.FAILED, error=reason, lease_until=None)
         uow.outbox.add(event, job.id)
         if consumer:
