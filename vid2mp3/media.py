@@ -22,10 +22,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-from vid2mp3.errors import ConfigError, InvalidInput, NotFound, UnsupportedMedia, Vid2mp3Error
+from vid2mp3.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    TransientError,
+    UnsupportedMedia,
+    Vid2mp3Error,
+)
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -86,7 +93,7 @@ _STDERR_TAIL = 50
 _MAX_LINE = 4096
 # We ask ffprobe for a handful of fields per stream; more than this means a pathological file.
 _MAX_PROBE_JSON = 4 * 1024 * 1024
-_MAX_FALLBACK_STREAMS = 256
+_MAX_KEPT_LINES = 256
 _PROGRESS_INTERVAL = 0.1
 
 _PROBE_ENTRIES = (
@@ -127,7 +134,7 @@ def find_ffmpeg(configured: str = "") -> str:
         resolved = shutil.which(configured)
         if resolved is None:
             raise ConfigError(f"FFMPEG_BINARY={configured!r} is not an executable file")
-        return resolved
+        return os.path.abspath(resolved)
     found = shutil.which("ffmpeg")
     if found:
         return found
@@ -181,11 +188,7 @@ class _Child:
             if not line.strip():
                 continue
             self.tail.append(line)
-            if (
-                self._keep is not None
-                and len(self.kept) < _MAX_FALLBACK_STREAMS
-                and self._keep(line)
-            ):
+            if self._keep is not None and len(self.kept) < _MAX_KEPT_LINES and self._keep(line):
                 self.kept.append(line)
 
     def stdout_lines(self) -> Iterator[str]:
@@ -211,8 +214,8 @@ class _Child:
 
 
 def _lines(pipe: IO[bytes]) -> Iterator[str]:
-    # Split on b"\n" only: str.splitlines() would also split on \x1c, \x85 ... that a file's
-    # metadata can contain, letting it forge lines in ffmpeg's report.
+    # Split on b"\n" only: str.splitlines() would also split on U+2028, U+0085 ... which a file's
+    # metadata can carry (ffmpeg masks only C0 controls), letting it forge lines in the report.
     while True:
         raw = pipe.readline(_MAX_LINE)
         if not raw:
@@ -248,6 +251,17 @@ _NOT_ON_WHITELIST_RE = re.compile(r"^\[(?P<ctx>[^\]@]+?) @ [^\]]*\] Format not o
 _PROTOCOL_REFUSED_RE = re.compile(r"Protocol '(?P<proto>[^']*)' not on whitelist")
 _CTX_PREFIX_RE = re.compile(r"^\[[^\]]* @ 0x[0-9a-fA-F]+\] ")
 _NOISE = ("Conversion failed!", "Exiting normally", "Error opening input files:")
+_NETWORK_TROUBLE = (
+    "Connection refused",
+    "Connection reset",
+    "timed out",
+    "Network is unreachable",
+    "Server returned 4",
+    "Server returned 5",
+    "HTTP error 4",
+    "HTTP error 5",
+)
+_HTTP_NOT_FOUND = ("Server returned 404", "HTTP error 404")
 _UNREADABLE = (
     "Invalid data found when processing input",
     "moov atom not found",
@@ -279,6 +293,12 @@ def _failure(tail: deque[str] | list[str], location: str, *, what: str) -> Vid2m
                 f"the file refers to another resource ({protocol.group('proto')}), which is not "
                 f"allowed; {_ACCEPTED_HINT}"
             )
+    if any(marker in line for line in lines for marker in _HTTP_NOT_FOUND):
+        return NotFound("the video file was not found in storage")
+    # Storage being unreachable (or a presigned URL having expired) says nothing about the file;
+    # the broker should try again.
+    if any(marker in line for line in lines for marker in _NETWORK_TROUBLE):
+        return TransientError(f"could not read the video from storage: {_detail(lines, location)}")
     # Only when it is the input that vanished (between our check and ffmpeg's open); a missing
     # output directory is our fault, not the file's.
     if any(
@@ -288,13 +308,16 @@ def _failure(tail: deque[str] | list[str], location: str, *, what: str) -> Vid2m
         return NotFound("the video file was not found")
     if any(marker in line for line in lines for marker in _UNREADABLE):
         return UnsupportedMedia(f"this is not a video or audio file we can read; {_ACCEPTED_HINT}")
+    return UnsupportedMedia(f"ffmpeg could not {what} the file: {_detail(lines, location)}")
+
+
+def _detail(lines: list[str], location: str) -> str:
     meaningful = [
         _redact(line, location)
         for line in lines
         if not any(line.startswith(noise) for noise in _NOISE)
     ]
-    detail = "; ".join(meaningful[-3:])[-400:] or "no error message"
-    return UnsupportedMedia(f"ffmpeg could not {what} the file: {detail}")
+    return "; ".join(meaningful[-3:])[-400:] or "no error message"
 
 
 def _format_refused(name: str | None) -> UnsupportedMedia:
@@ -424,17 +447,17 @@ def _probe_with_ffmpeg(ffmpeg: str, location: str, network: bool) -> Probe:
     )
 
 
-def _seconds(value: object) -> float | None:
+def _seconds(value: Any) -> float | None:
     try:
-        seconds = float(value)  # type: ignore[arg-type]
+        seconds = float(value)
     except (TypeError, ValueError):
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _int(value: object) -> int | None:
+def _int(value: Any) -> int | None:
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)
     except (TypeError, ValueError):
         return None
 
@@ -555,19 +578,18 @@ def _verify(path: str, expected: float | None, copied: bool, ffmpeg: str) -> Aud
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         raise UnsupportedMedia("the conversion produced no audio; the file may be damaged")
     try:
-        written = probe(path, ffmpeg=ffmpeg)
-    except UnsupportedMedia as exc:
-        raise UnsupportedMedia(
-            "the file looks truncated or damaged: no playable audio could be extracted"
-        ) from exc
-    got = written.audio_duration or written.duration or 0.0
+        written: Probe | None = probe(path, ffmpeg=ffmpeg)
+    except UnsupportedMedia:
+        # A few hundred bytes of headers with no frames: the same failure as a short file.
+        written = None
+    got = (written.audio_duration or written.duration or 0.0) if written else 0.0
     # A truncated MP4, or a moov-at-end MP4 read through a pipe, can make ffmpeg exit 0 having
     # written only part of the audio; that must not pass as a finished conversion.
     if expected is not None and expected - got > max(0.5, 0.02 * expected):
         raise UnsupportedMedia(
             f"the file looks truncated or damaged: audio ends at {got:.1f} s of {expected:.1f} s"
         )
-    if got <= 0:
+    if written is None or got <= 0:
         raise UnsupportedMedia("the conversion produced no audio; the file may be damaged")
     size = os.path.getsize(path)
     bitrate = written.audio_bitrate or round(size * 8 / got)
