@@ -54,7 +54,7 @@ def make_store(config: Config) -> BlobStore:
     if scheme == "s3":
         from vid2mp3.storage.s3 import S3BlobStore
 
-        return S3BlobStore.from_url(url)
+        return S3BlobStore.from_url(url, multipart_threshold=config.multipart_threshold)
     raise ConfigError(f"STORAGE_URL scheme {scheme!r} is not supported (file:, mongodb:, s3:)")
 
 

@@ -112,6 +112,7 @@ class Upload:
     expires_at: float
     parts: tuple[str, ...] = ()
     part_size: int = 0
+    complete_url: str = ""
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -123,6 +124,7 @@ class Upload:
         if self.parts:
             out["parts"] = list(self.parts)
             out["part_size"] = self.part_size
+            out["complete"] = {"method": "POST", "url": self.complete_url}
         return out
 
 
@@ -165,6 +167,7 @@ def create(
             expires_at=target.expires_at,
             parts=target.parts,
             part_size=target.part_size,
+            complete_url=f"{services.config.public_url}/function/jobs/{job_id}/complete",
         )
     else:
         token, expires_at = auth.issue_token(
@@ -259,6 +262,10 @@ def complete(services: Services, job_id: str, user_id: str) -> Job:
     harmless: a job past ``awaiting_upload`` is returned as it is."""
     job = owned(services, job_id, user_id)
     if job.state is JobState.AWAITING_UPLOAD:
+        # S3: a multipart upload is finished server-side from the parts S3 holds.
+        finish_upload = getattr(services.store, "finish_upload", None)
+        if finish_upload is not None:
+            finish_upload(job.video_key, size=job.size)
         stored = services.store.size(job.video_key)
         if stored is None:
             raise Conflict("nothing has been uploaded for this job yet")
