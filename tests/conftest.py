@@ -15,7 +15,11 @@ from vid2mp3.config import Config
 from vid2mp3.local import functions
 from vid2mp3.services import Services
 
-pytest_plugins = ["tests.fixtures.media"]
+pytest_plugins = [
+    "tests.fixtures.media",
+    "tests.fixtures.backends",
+    "tests.fixtures.services_real",
+]
 
 
 def make_config(home: Path, **env: str) -> Config:

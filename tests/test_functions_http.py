@@ -212,7 +212,28 @@ def test_download_before_ready_is_a_conflict(api: Api) -> None:
 def test_unknown_job_paths_are_404(api: Api) -> None:
     token = api.token("ivy@example.com")
     assert api.call("jobs", "GET", "/a/b/c", headers=bearer(token)).status_code == 404
-    assert api.call("jobs", "DELETE", "/abc", headers=bearer(token)).status_code == 405
+    assert api.call("jobs", "DELETE", "/abc/complete", headers=bearer(token)).status_code == 405
+    assert api.call("jobs", "DELETE", "/abc", headers=bearer(token)).status_code == 404
+
+
+def test_delete_removes_a_finished_job_and_its_files(
+    api: Api, services: Services, bus: MemoryBus, make_video: Any
+) -> None:
+    token, other = api.token("jo@example.com"), api.token("kim@example.com")
+    job_id = api.upload(token, make_video("mp4"))
+    refused = api.call("jobs", "DELETE", f"/{job_id}", headers=bearer(token))
+    assert refused.status_code == 409  # still in flight
+    bus.run_until_idle()
+    job = api.job(token, job_id)
+    with services.uow() as uow:
+        stored = uow.jobs.get(job_id)
+    assert stored is not None and stored.mp3_key
+    assert api.call("jobs", "DELETE", f"/{job_id}", headers=bearer(other)).status_code == 404
+    assert api.call("jobs", "DELETE", f"/{job_id}", headers=bearer(token)).status_code == 204
+    assert api.call("jobs", "GET", f"/{job_id}", headers=bearer(token)).status_code == 404
+    assert services.store.size(stored.video_key) is None
+    assert services.store.size(stored.mp3_key) is None
+    assert job["state"] == "completed"
 
 
 def test_cors_is_off_by_default(api: Api, tmp_path: Path) -> None:

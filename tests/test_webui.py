@@ -47,20 +47,6 @@ PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000
 MIB = 1024 * 1024
 
-# `vid2mp3 up` itself (run_up), with the UI mounted at / when the gateway does not mount it yet.
-_SERVE = """
-import sys
-from vid2mp3.local import server, webui
-_build = server.build_gateway
-def build(config):
-    gateway, services = _build(config)
-    if gateway.index is None:
-        gateway.index = webui.create_app()
-    return gateway, services
-server.build_gateway = build
-sys.exit(server.run_up(host="127.0.0.1", port=int(sys.argv[1])))
-"""
-
 # Chrome logs every HTTP error answer as a console error; the tests expect some (a wrong
 # password is a 401) and list them, so any other console error still fails.
 _REFUSAL = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
@@ -110,7 +96,7 @@ def _vid2mp3_up(home: Path, **settings: str) -> Iterator[str]:
     log = home / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, str(port)],
+            [str(Path(sys.executable).parent / "vid2mp3"), "up", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

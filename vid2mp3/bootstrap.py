@@ -64,7 +64,7 @@ def make_sink(config: Config) -> EventSink:
     if scheme == "memory":
         from vid2mp3.bus.memory import MemoryBus
 
-        return MemoryBus(max_attempts=config.max_attempts)
+        return MemoryBus(max_attempts=config.max_attempts, base_delay=config.retry_base_seconds)
     if scheme in ("amqp", "amqps"):
         from vid2mp3.bus.amqp import AmqpEventSink
 

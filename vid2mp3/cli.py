@@ -1,4 +1,5 @@
-"""The ``vid2mp3`` command: ``convert`` a video here and now, or bring the platform ``up``.
+"""The ``vid2mp3`` command: ``convert`` a video here and now, bring the platform ``up``, run the
+event ``dispatch``er alone, or read and replay ``events``.
 
 Imports stay inside the commands so ``vid2mp3 --help`` answers at once.
 """
@@ -45,7 +46,66 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    up.add_argument(
+        "--processes",
+        action="store_true",
+        help="run each function as its own functions-framework process, as production does "
+        "(default: all in this process)",
+    )
+
+    dispatch = commands.add_parser(
+        "dispatch",
+        help="only deliver events from RabbitMQ (EVENTS_URL=amqp://...) to functions over HTTP",
+        description="Plays the broker's part: one queue per triggered function, delivery as "
+        "binary-mode CloudEvents to URL/<function>, retries with backoff, dead letters.",
+    )
+    dispatch.add_argument(
+        "--invoke-url",
+        default="http://127.0.0.1:8080/function",
+        metavar="URL",
+        help="base URL of the functions (default http://127.0.0.1:8080/function)",
+    )
+
+    ev = commands.add_parser("events", help="read the event log, replay events")
+    ev_commands = ev.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    ev_list = ev_commands.add_parser("list", help="the latest events and their deliveries")
+    ev_list.add_argument("--json", action="store_true", help="print a JSON array")
+    ev_list.add_argument("--limit", type=int, default=100, help="how many (default 100)")
+    ev_show = ev_commands.add_parser("show", help="one event, its data and every delivery")
+    ev_show.add_argument("id", help="the event id")
+    replay = ev_commands.add_parser(
+        "replay",
+        help="send events again: by id (from the log), from a file, or the dead letters",
+        description="Sends events again, to a function URL (--to) or through the broker "
+        "(--broker, the default). Handlers are idempotent on the event id.",
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="event ids from the event log")
+    replay.add_argument(
+        "--file", metavar="FILE", help="structured CloudEvents: JSON lines, or a JSON event/list"
+    )
+    replay.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="every event in the dispatcher's dead-letter queues (each back to its function)",
+    )
+    where = replay.add_mutually_exclusive_group()
+    where.add_argument("--to", metavar="URL", help="POST each event (binary mode) to URL")
+    where.add_argument(
+        "--broker", action="store_true", help="publish through EVENTS_URL (the default)"
+    )
     return parser
+
+
+def _events(args: argparse.Namespace) -> int:
+    from vid2mp3.local import event_commands
+
+    if args.events_command == "list":
+        return event_commands.run_list(as_json=args.json, limit=args.limit)
+    if args.events_command == "show":
+        return event_commands.run_show(args.id)
+    return event_commands.run_replay(
+        args.ids, file=args.file, dead_letters=args.dead_letters, to=args.to
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             from vid2mp3.local.server import run_up
 
-            return run_up(host=args.host, port=args.port)
+            return run_up(host=args.host, port=args.port, processes=args.processes)
+        if args.command == "dispatch":
+            from vid2mp3.local.server import run_dispatch
+
+            return run_dispatch(invoke_url=args.invoke_url)
+        if args.command == "events":
+            return _events(args)
     except Vid2mp3Error as exc:
         print(f"vid2mp3: error: {exc}", file=sys.stderr)
         return 1

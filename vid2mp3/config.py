@@ -88,7 +88,11 @@ class Config:
     token_ttl: int = 24 * 3600
     upload_token_ttl: int = 2 * 3600
     max_attempts: int = 5
-    job_lease_seconds: int = 120
+    # First retry delay of the brokers we run (memory bus, local dispatcher); doubles per attempt.
+    retry_base_seconds: float = 2.0
+    # Short enough that a dead worker's job is claimable again within the retry schedule
+    # (2+4+8+16 s with the defaults); the heartbeat renews it every lease/4.
+    job_lease_seconds: int = 20
     cors_origins: tuple[str, ...] = ()
     allow_private_webhooks: bool = False
     event_source: str = "/vid2mp3"
@@ -107,10 +111,10 @@ class Config:
         """Read the settings; raises ``ConfigError`` naming the key that is wrong."""
         env = os.environ if env is None else env
         home = Path(env.get("VID2MP3_HOME") or Path.home() / ".vid2mp3").expanduser()
-        database_url = env.get("DATABASE_URL") or f"sqlite:///{home / 'vid2mp3.db'}"
-        storage_url = env.get("STORAGE_URL") or f"file://{home / 'blobs'}"
+        database_url = _read_secret(env, "DATABASE_URL") or f"sqlite:///{home / 'vid2mp3.db'}"
+        storage_url = _read_secret(env, "STORAGE_URL") or f"file://{home / 'blobs'}"
         # Knative's SinkBinding injects K_SINK; when it is there, it is where events go.
-        events_url = env.get("K_SINK") or env.get("EVENTS_URL") or "memory://"
+        events_url = env.get("K_SINK") or _read_secret(env, "EVENTS_URL") or "memory://"
         cfg = cls(
             home=home,
             database_url=database_url,
@@ -133,7 +137,8 @@ class Config:
             token_ttl=_int(env, "TOKEN_TTL", 24 * 3600),
             upload_token_ttl=_int(env, "UPLOAD_TOKEN_TTL", 2 * 3600),
             max_attempts=_int(env, "MAX_ATTEMPTS", 5),
-            job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 120),
+            retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0),
+            job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 20),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o),
             allow_private_webhooks=_flag(env, "ALLOW_PRIVATE_WEBHOOKS"),
             event_source=env.get("EVENT_SOURCE") or "/vid2mp3",

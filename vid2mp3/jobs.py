@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vid2mp3 import auth, events
-from vid2mp3.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from vid2mp3.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    TransientError,
+    Unauthorized,
+)
 from vid2mp3.model import FINAL_STATES, ConversionOptions, Job, JobState
 from vid2mp3.ports import BlobStore, iter_chunks
 from vid2mp3.services import Services
@@ -347,8 +354,9 @@ def dead_lettered(services: Services, event: events.Event, function: str) -> str
             uow.commit()
         return "completed without summary"
     if job.state is JobState.CONVERTING and (job.lease_until or 0) > time.time():
-        log.info("dead letter ignored: a worker still converts this job", extra=where)
-        return "still converting"
+        # Its worker may still finish, or may have died with the lease still running: ask the
+        # broker to come back after the lease, when the answer is certain.
+        raise TransientError(f"job {job_id} is still held by a converting worker; retry later")
     fail(
         services,
         job_id,
@@ -357,6 +365,21 @@ def dead_lettered(services: Services, event: events.Event, function: str) -> str
         "please upload the file again later",
     )
     return "failed"
+
+
+def delete(services: Services, job_id: str, user_id: str) -> None:
+    """Remove a job and everything stored for it. A job in flight (uploaded or converting) is
+    refused: its worker would write the MP3 back after we deleted it."""
+    job = owned(services, job_id, user_id)
+    if job.state in (JobState.UPLOADED, JobState.CONVERTING, JobState.CONVERTED):
+        raise Conflict(f"the job is {job.state}; delete it once it has finished")
+    for key in (job.video_key, job.mp3_key, f"transcripts/{job.id}.txt"):
+        if key:
+            services.store.delete(key)
+    with services.uow() as uow:
+        uow.jobs.delete(job.id)
+        uow.commit()
+    log.info("job deleted", extra={"job_id": job_id})
 
 
 @dataclass(frozen=True)

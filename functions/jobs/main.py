@@ -5,6 +5,7 @@ GET  /<id>        one job (status, progress, error, MP3 and summary fields)
 PUT  /<id>/upload the video bytes (upload token or Bearer), when storage takes them through here
 POST /<id>/complete  verify the stored upload and start the conversion → 202
 GET  /<id>/download  the MP3 (streamed, or a redirect to a presigned URL)
+DELETE /<id>      the job and its files → 204
 """
 
 import flask
@@ -38,6 +39,9 @@ def jobs(request: flask.Request) -> flask.Response:
         return entrypoints.json_response(
             job_lifecycle.complete(services, parts[0], user_id).public(), 202
         )
+    if route == ("DELETE", 1, ""):
+        job_lifecycle.delete(services, parts[0], user_id)
+        return flask.Response(status=204)
     if route == ("GET", 2, "download"):
         download = job_lifecycle.download(services, parts[0], user_id)
         if download.url:

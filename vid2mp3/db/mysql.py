@@ -68,7 +68,7 @@ class MysqlDatabase:
             conn = self._local.conn = self._connect()
         else:
             try:
-                conn.ping(reconnect=True)
+                conn.ping(reconnect=False)
             except self._pymysql.err.Error:
                 conn = self._local.conn = self._connect()
         return conn

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from vid2mp3.deliveries import Delivery, LoggedEvent
 from vid2mp3.events import Event
 from vid2mp3.model import ConversionOptions, Job, JobState, User
 
@@ -53,6 +55,10 @@ class Users(_Repository):
 
     def by_id(self, user_id: str) -> User | None:
         return self._one("id = ?", user_id)
+
+    def set_webhook(self, user_id: str, url: str | None) -> None:
+        """Set (or clear, with ``None``) the user's webhook URL."""
+        self._execute("UPDATE users SET webhook_url = ? WHERE id = ?", (url, user_id))
 
 
 def _job_from_row(row: tuple[Any, ...]) -> Job:
@@ -110,6 +116,9 @@ class Jobs(_Repository):
             sql += f" AND state IN ({', '.join('?' for _ in only_in)})"
             params.extend(str(s) for s in only_in)
         return self._execute(sql, tuple(params)).rowcount == 1
+
+    def delete(self, job_id: str) -> None:
+        self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def claim(self, job_id: str, *, lease_seconds: float) -> bool:
         """Take the job for conversion: from ``uploaded``, or from ``converting`` when the last
@@ -212,3 +221,63 @@ class Notifications(_Repository):
             "DELETE FROM notifications WHERE job_id = ? AND kind = ? AND status = ?",
             (job_id, kind, "sending"),
         )
+
+
+class EventLog(_Repository):
+    """Every event the dispatcher carried and every delivery attempt (``vid2mp3 events``)."""
+
+    def record(self, event: Event, delivery: Delivery) -> None:
+        """Keep ``event`` (once) and append ``delivery`` to its history."""
+        try:
+            self._execute(
+                "INSERT INTO event_log (id, type, subject, payload, first_seen) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (event.id, event.type, event.subject, event.to_json(), delivery.delivered_at),
+            )
+        except Exception as exc:
+            if not self._uow.is_duplicate_key(exc):
+                raise
+        self._execute(
+            "INSERT INTO event_deliveries (id, event_id, target, attempt, status, outcome, "
+            "duration, delivered_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(uuid.uuid4()),
+                event.id,
+                delivery.target,
+                delivery.attempt,
+                delivery.status,
+                delivery.outcome,
+                delivery.duration,
+                delivery.delivered_at,
+                delivery.detail[:2000],
+            ),
+        )
+
+    def recent(self, limit: int = 100) -> list[LoggedEvent]:
+        """The latest ``limit`` events, newest first, each with its deliveries."""
+        rows = self._execute(
+            "SELECT id, payload, first_seen FROM event_log ORDER BY first_seen DESC, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._logged(r[1], r[2], self._deliveries(r[0])) for r in rows]
+
+    def get(self, event_id: str) -> LoggedEvent | None:
+        row = self._execute(
+            "SELECT payload, first_seen FROM event_log WHERE id = ?", (event_id,)
+        ).fetchone()
+        return self._logged(row[0], row[1], self._deliveries(event_id)) if row else None
+
+    def _deliveries(self, event_id: str) -> tuple[Delivery, ...]:
+        rows = self._execute(
+            "SELECT event_id, target, attempt, status, outcome, duration, delivered_at, detail "
+            "FROM event_deliveries WHERE event_id = ? ORDER BY delivered_at, attempt",
+            (event_id,),
+        ).fetchall()
+        return tuple(
+            Delivery(r[0], r[1], int(r[2]), int(r[3]), r[4], float(r[5]), float(r[6]), r[7] or "")
+            for r in rows
+        )
+
+    @staticmethod
+    def _logged(payload: str, first_seen: float, deliveries: tuple[Delivery, ...]) -> LoggedEvent:
+        return LoggedEvent(Event.from_json(payload), float(first_seen), deliveries)

@@ -6,7 +6,14 @@ from types import TracebackType
 from typing import Any
 
 from vid2mp3.db.database import Database
-from vid2mp3.db.repositories import Jobs, Notifications, Outbox, ProcessedEvents, Users
+from vid2mp3.db.repositories import (
+    EventLog,
+    Jobs,
+    Notifications,
+    Outbox,
+    ProcessedEvents,
+    Users,
+)
 
 
 class UnitOfWork:
@@ -26,6 +33,7 @@ class UnitOfWork:
         self.processed = ProcessedEvents(self)
         self.outbox = Outbox(self)
         self.notifications = Notifications(self)
+        self.event_log = EventLog(self)
         return self
 
     def __exit__(

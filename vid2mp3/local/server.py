@@ -1,4 +1,9 @@
-"""``vid2mp3 up``: the gateway and every function, served on one port."""
+"""``vid2mp3 up``: the gateway and every function on one port, plus the dispatcher on AMQP.
+
+Functions serve from this process (the default) or, with ``--processes``, each from its own
+functions-framework process behind a streaming proxy. With ``EVENTS_URL=amqp://...`` the local
+dispatcher runs too, delivering events from RabbitMQ to ``/function/<name>`` on this gateway.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ import os
 import signal
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from vid2mp3 import bootstrap, logs
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
-from vid2mp3.local import functions
+from vid2mp3.errors import CommandError
+from vid2mp3.local import functions, webui
 from vid2mp3.local.gateway import Gateway
+from vid2mp3.services import Services
+from vid2mp3.triggers import ALL_FUNCTIONS
 
 
 def build_gateway(config: Config) -> tuple[Gateway, Any]:
@@ -22,31 +31,129 @@ def build_gateway(config: Config) -> tuple[Gateway, Any]:
     if isinstance(services.sink, MemoryBus):
         services.sink.attach(functions.InProcessDelivery(apps))
         services.sink.start(workers=2)
-    return Gateway(apps), services
+    return Gateway(apps, index=webui.create_app()), services
 
 
-def run_up(*, host: str = "127.0.0.1", port: int = 8080) -> int:
+def uses_dispatcher(config: Config) -> bool:
+    """True when events travel through RabbitMQ, which needs our dispatcher to reach functions
+    (an ``http(s)`` sink is a Knative broker, which delivers by itself)."""
+    return urlsplit(config.events_url).scheme in ("amqp", "amqps")
+
+
+def make_dispatcher(config: Config, services: Services, invoke_url: str) -> Any:
+    from vid2mp3.local.dispatcher import Dispatcher
+
+    return Dispatcher(
+        config.events_url,
+        invoke_url,
+        db=services.db,
+        max_attempts=config.max_attempts,
+        retry_base=config.retry_base_seconds,
+    )
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False) -> int:
     from werkzeug.serving import make_server
 
     logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
     config = Config.from_env()
     if not os.environ.get("PUBLIC_URL"):
         config = dataclasses.replace(config, public_url=f"http://{host}:{port}")
-    gateway, services = build_gateway(config)
-    server = make_server(host, port, gateway, threaded=True)
-
-    def stop(*_: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    print(
-        f"vid2mp3 up: serving {len(gateway.apps)} functions on http://{host}:{server.port}/function/<name>"
-        f" (state in {config.home})",
-        flush=True,
-    )
+    if processes and urlsplit(config.events_url).scheme == "memory":
+        # Each process would have its own in-process bus, and no event would reach anyone.
+        raise CommandError(
+            "--processes needs a broker the processes share: set EVENTS_URL=amqp://... "
+            "(RabbitMQ) or run without --processes"
+        )
+    supervisor = None
+    dispatcher = None
+    services: Services | None = None
+    # Until the server runs, a SIGTERM unwinds through ``finally`` so no child process is left.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        if processes:
+            from vid2mp3.local.processes import FunctionProcesses
+            from vid2mp3.local.proxy import FunctionProxy
+
+            # Migrate once here, before the function processes start and would race to do it.
+            services = bootstrap.build(config)
+            bootstrap.install(services)
+            supervisor = FunctionProcesses(
+                ALL_FUNCTIONS, env={**os.environ, "PUBLIC_URL": config.public_url}
+            )
+            supervisor.start()
+            gateway = Gateway(
+                {
+                    name: FunctionProxy(name, supervisor.host, proc.port)
+                    for name, proc in supervisor.processes.items()
+                },
+                index=webui.create_app(),
+            )
+        else:
+            gateway, services = build_gateway(config)
+        if uses_dispatcher(config):
+            call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            dispatcher = make_dispatcher(config, services, f"http://{call_host}:{port}/function")
+            # Queues exist before the first upload, so no event is published into the void.
+            dispatcher.declare()
+        if supervisor is not None:
+            supervisor.wait_ready()
+        server = make_server(host, port, gateway, threaded=True)
+        if dispatcher is not None:
+            dispatcher.start()
+
+        def stop(*_: Any) -> None:
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        mode = "one process per function" if processes else "in this process"
+        extra = ", dispatcher on" if dispatcher is not None else ""
+        print(
+            f"vid2mp3 up: serving {len(gateway.apps)} functions ({mode}{extra}) on "
+            f"http://{host}:{server.port}/function/<name>; web UI at http://{host}:{server.port}/ "
+            f"(state in {config.home})",
+            flush=True,
+        )
         server.serve_forever()
     finally:
-        if isinstance(services.sink, MemoryBus):
+        if dispatcher is not None:
+            dispatcher.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        if services is not None and isinstance(services.sink, MemoryBus):
             services.sink.stop()
+    return 0
+
+
+def run_dispatch(*, invoke_url: str) -> int:
+    """``vid2mp3 dispatch``: only the dispatcher, delivering to ``<invoke_url>/<function>``."""
+    logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
+    config = Config.from_env()
+    if not uses_dispatcher(config):
+        raise CommandError(
+            f"the dispatcher reads RabbitMQ; set EVENTS_URL=amqp://... (it is {config.events_url})"
+        )
+    db = bootstrap.make_database(config)
+    from vid2mp3.db.migrations import migrate
+    from vid2mp3.local.dispatcher import Dispatcher
+
+    migrate(db)
+    dispatcher = Dispatcher(
+        config.events_url,
+        invoke_url,
+        db=db,
+        max_attempts=config.max_attempts,
+        retry_base=config.retry_base_seconds,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: dispatcher.stop(timeout=0))
+    print(f"vid2mp3 dispatch: delivering to {invoke_url.rstrip('/')}/<function>", flush=True)
+    try:
+        dispatcher.run()
+    finally:
+        dispatcher.stop(timeout=0)
+        db.close()
     return 0

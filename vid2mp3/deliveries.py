@@ -1,0 +1,60 @@
+"""What the event log holds: each event a broker carried, and each attempt to deliver it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vid2mp3.events import Event
+
+#: The function answered 2xx.
+DELIVERED = "delivered"
+#: 5xx, 429, timeout or no connection: the broker tries again later.
+RETRY = "retry"
+#: A 4xx: retrying cannot help; the event goes to the dead-letter queue.
+REJECTED = "rejected"
+#: The last allowed attempt failed: the event went to the dead-letter queue.
+DEAD_LETTERED = "dead-lettered"
+
+
+def is_retryable(status: int) -> bool:
+    """Whether a delivery that ended with HTTP ``status`` (0: no answer) may be tried again."""
+    return status == 0 or status == 429 or status >= 500
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to hand an event to a function."""
+
+    event_id: str
+    target: str
+    attempt: int
+    status: int
+    outcome: str
+    duration: float
+    delivered_at: float
+    detail: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """An event as the log keeps it, with its deliveries oldest first."""
+
+    event: Event
+    first_seen: float
+    deliveries: tuple[Delivery, ...] = field(default=())
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.event.id,
+            "type": self.event.type,
+            "subject": self.event.subject,
+            "source": self.event.source,
+            "time": self.event.time,
+            "first_seen": self.first_seen,
+            "data": self.event.data,
+            "deliveries": [d.public() for d in self.deliveries],
+        }

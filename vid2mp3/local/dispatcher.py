@@ -1,0 +1,381 @@
+"""The local dispatcher: what Knative's RabbitMQ broker does in production, on one machine.
+
+It consumes one durable queue per triggered function and delivers each message to the function
+as a binary-mode CloudEvent over HTTP (``<invoke_url>/<function>``):
+
+- 2xx: acknowledged, done;
+- 5xx, 429, a timeout or no connection: parked in a delay queue whose TTL is the backoff
+  (``retry_base * 2**(attempt-1)``), from where RabbitMQ returns it to the work queue;
+- 4xx, or the last of ``max_attempts`` failed: moved to the function's dead-letter queue, and
+  POSTed to ``<invoke_url>/dead-letter/<function>`` so its job ends ``failed``.
+
+The HTTP call runs in a worker thread, never on pika's I/O thread, so a conversion that takes
+an hour does not starve the connection's heartbeats; the worker hands the ack back with
+``add_callback_threadsafe``. A message is acknowledged only after its outcome is settled, so a
+dispatcher that dies mid-delivery leaves it to be redelivered. Every attempt is written to the
+SQL event log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from vid2mp3 import deliveries
+from vid2mp3.bus.amqp import AmqpAddress, connection_errors, event_from_message, import_pika
+from vid2mp3.bus.http import post_event
+from vid2mp3.db.database import Database
+from vid2mp3.db.unit_of_work import UnitOfWork
+from vid2mp3.deliveries import Delivery
+from vid2mp3.errors import InvalidInput
+from vid2mp3.events import Event
+from vid2mp3.local.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
+from vid2mp3.triggers import DEAD_LETTER_FUNCTION, TRIGGERS
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Deliver events from RabbitMQ to functions over HTTP.
+
+    Args:
+        amqp_url: the broker, as ``EVENTS_URL`` (``?exchange=`` names the exchange).
+        invoke_url: base URL of the functions; function ``F`` is ``<invoke_url>/F``
+            (``http://127.0.0.1:8080/function`` for ``vid2mp3 up`` or an OpenFaaS gateway).
+        db: where the event log is written (migrated already); ``None`` keeps no log.
+        max_attempts: deliveries per event and function before it is dead-lettered.
+        retry_base: seconds before the first retry; doubles with each attempt.
+        prefetch: unacknowledged messages per function at a time (bounds memory and load).
+        timeout: seconds to wait for a function to answer (a conversion can take long).
+        triggers: function → event types (default ``vid2mp3.triggers.TRIGGERS``).
+    """
+
+    def __init__(
+        self,
+        amqp_url: str,
+        invoke_url: str,
+        *,
+        db: Database | None = None,
+        max_attempts: int = 5,
+        retry_base: float = 2.0,
+        prefetch: int = 4,
+        timeout: float = 3600.0,
+        triggers: Mapping[str, tuple[str, ...]] = TRIGGERS,
+    ) -> None:
+        self.address = AmqpAddress.parse(amqp_url)
+        self.invoke_url = invoke_url.rstrip("/")
+        self.topology = Topology(self.address.exchange, retry_base, max_attempts, triggers)
+        self.db = db
+        self.prefetch = prefetch
+        self.timeout = timeout
+        self._pika = import_pika(amqp_url)
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._pool = ThreadPoolExecutor(
+            max_workers=prefetch * len(triggers), thread_name_prefix="delivery"
+        )
+        self._thread: threading.Thread | None = None
+        self._futures: set[futures.Future[None]] = set()
+        self._futures_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def declare(self) -> None:
+        """Declare the exchange and queues now, so events published before the first consume
+        are routed (raises the broker's error when it is unreachable)."""
+        connection = self._pika.BlockingConnection(self.address.parameters())
+        try:
+            self.topology.declare(connection.channel())
+        finally:
+            connection.close()
+
+    def start(self) -> threading.Thread:
+        """Run in a background thread; returns it."""
+        self._thread = threading.Thread(target=self.run, name="dispatcher", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once consuming (after the first successful connect)."""
+        return self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop consuming; give deliveries in flight up to ``timeout`` seconds to finish (an
+        unfinished one is redelivered later: its message was never acknowledged)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._futures_lock:
+            pending = list(self._futures)
+        futures.wait(pending, timeout=timeout)
+
+    def run(self) -> None:
+        """Consume until ``stop()``; reconnects with backoff when the broker goes away."""
+        delay = 0.5
+        retryable = connection_errors(self._pika)
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except retryable as exc:
+                log.warning(
+                    "broker connection lost; reconnecting",
+                    extra={"reason": repr(exc), "delay": delay},
+                )
+            except Exception:
+                log.exception("dispatcher crashed; restarting it", extra={"delay": delay})
+            else:
+                continue
+            if self._ready.is_set():  # it had been working: start the backoff afresh
+                delay = 0.5
+            self._ready.clear()
+            self._stopping.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _consume(self) -> None:
+        connection = self._pika.BlockingConnection(self.address.parameters())
+        try:
+            channel = connection.channel()
+            self.topology.declare(channel)
+            # Per consumer: each function has its own bound on unacknowledged messages.
+            channel.basic_qos(prefetch_count=self.prefetch)
+            publisher = connection.channel()
+            publisher.confirm_delivery()
+            for function in self.topology.triggers:
+                channel.basic_consume(
+                    self.topology.work_queue(function),
+                    on_message_callback=functools.partial(
+                        self._on_message, connection, publisher, function
+                    ),
+                )
+            self._ready.set()
+            log.info(
+                "dispatcher consuming",
+                extra={"exchange": self.address.exchange, "invoke_url": self.invoke_url},
+            )
+            while not self._stopping.is_set():
+                connection.process_data_events(time_limit=0.5)
+        finally:
+            if connection.is_open:
+                try:
+                    connection.close()
+                except Exception:
+                    log.debug("closing the dispatcher connection failed", exc_info=True)
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _on_message(
+        self,
+        connection: Any,
+        publisher: Any,
+        function: str,
+        channel: Any,
+        method: Any,
+        properties: Any,
+        body: bytes,
+    ) -> None:
+        # Runs on pika's I/O thread: hand off at once.
+        future = self._pool.submit(
+            self._deliver, connection, publisher, function, channel, method, properties, body
+        )
+        with self._futures_lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: futures.Future[None]) -> None:
+        with self._futures_lock:
+            self._futures.discard(future)
+
+    def _deliver(
+        self,
+        connection: Any,
+        publisher: Any,
+        function: str,
+        channel: Any,
+        method: Any,
+        properties: Any,
+        body: bytes,
+    ) -> None:
+        tag = method.delivery_tag
+        headers = dict(properties.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+        try:
+            event = event_from_message(headers, body)
+        except InvalidInput as exc:
+            log.error(
+                "message is not a CloudEvent; dead-lettered",
+                extra={"function": function, "reason": exc.message},
+            )
+            self._settle(
+                connection,
+                functools.partial(
+                    self._dead_letter_message, publisher, channel, tag, function, headers, body, 0
+                ),
+            )
+            return
+        status, detail, duration = self._post(f"{self.invoke_url}/{function}", event)
+        if 200 <= status < 300:
+            outcome = deliveries.DELIVERED
+            action: Callable[[], None] = functools.partial(channel.basic_ack, tag)
+        elif deliveries.is_retryable(status) and attempt < self.topology.max_attempts:
+            outcome = deliveries.RETRY
+            action = functools.partial(
+                self._retry_later, publisher, channel, tag, function, headers, body, attempt
+            )
+        else:
+            outcome = (
+                deliveries.DEAD_LETTERED if deliveries.is_retryable(status) else deliveries.REJECTED
+            )
+            action = functools.partial(
+                self._dead_letter_message, publisher, channel, tag, function, headers, body, status
+            )
+        where = {
+            "event_id": event.id,
+            "event_type": event.type,
+            "job_id": event.subject,
+            "function": function,
+            "attempt": attempt,
+            "status": status,
+            "outcome": outcome,
+            "duration": round(duration, 3),
+        }
+        log.log(
+            logging.INFO if outcome == deliveries.DELIVERED else logging.WARNING,
+            "delivery",
+            extra=where,
+        )
+        self._record(
+            event,
+            Delivery(event.id, function, attempt, status, outcome, duration, time.time(), detail),
+        )
+        if outcome in (deliveries.DEAD_LETTERED, deliveries.REJECTED):
+            self._notify_dead_letter(function, event)
+        self._settle(connection, action)
+
+    def _post(self, url: str, event: Event) -> tuple[int, str, float]:
+        """Deliver once; returns (status, detail, seconds). Status 0 means no answer."""
+        started = time.monotonic()
+        try:
+            status, body = post_event(url, event, timeout=self.timeout)
+            detail = "" if 200 <= status < 300 else body[:500].decode(errors="replace")
+        except OSError as exc:
+            status, detail = 0, f"no answer: {exc!r}"
+        return status, detail, time.monotonic() - started
+
+    def _notify_dead_letter(self, function: str, event: Event) -> None:
+        """Tell the dead-letter function, so the job is settled. A 5xx (it is down, or a worker
+        still holds the job) is retried on the usual schedule, from this worker thread; after
+        that the event is only in the dead-letter queue, for a replay."""
+        target = f"{DEAD_LETTER_FUNCTION}/{function}"
+        tries = self.topology.max_attempts
+        for attempt in range(1, tries + 1):
+            status, detail, duration = self._post(f"{self.invoke_url}/{target}", event)
+            ok = 200 <= status < 300
+            again = not ok and deliveries.is_retryable(status) and attempt < tries
+            outcome = (
+                deliveries.DELIVERED if ok else deliveries.RETRY if again else deliveries.REJECTED
+            )
+            self._record(
+                event,
+                Delivery(event.id, target, attempt, status, outcome, duration, time.time(), detail),
+            )
+            if not again:
+                break
+            self._stopping.wait(self.topology.delay_ms(attempt) / 1000)
+        if ok:
+            return
+        log.error(
+            "dead-letter function unreachable; the event stays in the dead-letter queue",
+            extra={"event_id": event.id, "function": function},
+        )
+
+    def _record(self, event: Event, delivery: Delivery) -> None:
+        if self.db is None:
+            return
+        try:
+            with UnitOfWork(self.db) as uow:
+                uow.event_log.record(event, delivery)
+                uow.commit()
+        except Exception:
+            # The log is for people; a database hiccup must not hold up the delivery itself.
+            log.exception("event log write failed", extra={"event_id": event.id})
+
+    def _settle(self, connection: Any, action: Callable[[], None]) -> None:
+        try:
+            connection.add_callback_threadsafe(action)
+        except Exception as exc:
+            # The connection this message came on is gone; the broker redelivers it.
+            log.warning(
+                "connection closed before ack; message will be redelivered",
+                extra={"reason": repr(exc)},
+            )
+
+    # -- on pika's I/O thread ------------------------------------------------------------------
+
+    def _republish(
+        self,
+        publisher: Any,
+        queue: str,
+        headers: dict[str, Any],
+        body: bytes,
+        expiration: str | None = None,
+    ) -> None:
+        properties = self._pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=str(headers.get("id", "")) or None,
+            headers=headers,
+            expiration=expiration,
+        )
+        publisher.basic_publish("", queue, body, properties=properties)
+
+    def _retry_later(
+        self,
+        publisher: Any,
+        channel: Any,
+        tag: int,
+        function: str,
+        headers: dict[str, Any],
+        body: bytes,
+        attempt: int,
+    ) -> None:
+        queue = self.topology.delay_queue(function, attempt)
+        headers = {**headers, ATTEMPT_HEADER: attempt + 1}
+        try:
+            self._republish(
+                publisher, queue, headers, body, expiration=str(self.topology.delay_ms(attempt))
+            )
+        except Exception:
+            log.exception(
+                "could not park a message for retry; it is requeued", extra={"function": function}
+            )
+            channel.basic_nack(tag, requeue=True)
+            return
+        channel.basic_ack(tag)
+
+    def _dead_letter_message(
+        self,
+        publisher: Any,
+        channel: Any,
+        tag: int,
+        function: str,
+        headers: dict[str, Any],
+        body: bytes,
+        status: int,
+    ) -> None:
+        headers = {**headers, FUNCTION_HEADER: function, STATUS_HEADER: status}
+        try:
+            self._republish(publisher, self.topology.dead_letter_queue(function), headers, body)
+        except Exception:
+            log.exception(
+                "could not dead-letter a message; it is requeued", extra={"function": function}
+            )
+            channel.basic_nack(tag, requeue=True)
+            return
+        channel.basic_ack(tag)
