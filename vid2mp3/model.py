@@ -76,6 +76,8 @@ class Job:
     summary_reason: str | None = None
     attempts: int = 0
     lease_until: float | None = None
+    transcribe_model: str | None = None
+    summary_model: str | None = None
 
     @property
     def mp3_filename(self) -> str:

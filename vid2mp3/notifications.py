@@ -1,16 +1,32 @@
-"""The notify step: one email per job per kind, rendered from templates."""
+"""The notify step: one email and one webhook call per job per kind, whatever the redeliveries.
+
+Each message has its own row in ``notifications`` keyed by (job, kind), claimed before sending
+and marked sent after: the email under the kind (``ready``, ``summary``, ``failed``), the
+webhook under ``webhook:<kind>``. A message that was sent is never sent again; one that failed
+for a reason that may pass (SMTP down, webhook answering 503) is released and the event is
+handed back to the broker (``TransientError``) to be delivered again; one that can never
+succeed (recipient refused for good, webhook answering 404) is logged and released, and the
+event is done. If the process dies between sending and marking, the claim goes stale and a
+redelivery sends again: at least once in that case, which is why webhook receivers should
+de-duplicate by the ``ce-id`` header.
+
+Emails go out for ``ready``, ``failed``, and ``summary`` when a summary was made; a webhook
+gets every event, including a summary that was skipped or failed, because that event is the
+one that says the job is complete.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from vid2mp3 import display, events
-from vid2mp3.errors import TransientError
-from vid2mp3.model import Job, User
+from vid2mp3 import display, events, webhooks
+from vid2mp3.errors import PermanentError, TransientError
+from vid2mp3.model import Job, SummaryStatus, User
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -26,6 +42,7 @@ SUBJECTS = {
     "summary": "Summary of {name}",
     "failed": "We could not convert {name}",
 }
+WEBHOOK_PREFIX = "webhook:"
 # A claim older than this is from a sender that died; another delivery may take over.
 STALE_CLAIM_SECONDS = 600
 
@@ -36,7 +53,8 @@ def _templates() -> Any:
 
     return jinja2.Environment(
         loader=jinja2.PackageLoader("vid2mp3", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
+        # Every .html template is escaped; a file may be named "<script>.mp4".
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -45,6 +63,7 @@ def _templates() -> Any:
 
 def render(kind: str, job: Job, user: User, services: Services, reason: str = "") -> EmailMessage:
     """The email for ``kind`` with text and HTML alternatives (HTML autoescaped)."""
+    config = services.config
     context = {
         "job": job,
         "name": job.filename,
@@ -52,13 +71,17 @@ def render(kind: str, job: Job, user: User, services: Services, reason: str = ""
         "duration": display.duration(job.mp3_duration),
         "size": display.size(job.mp3_size),
         "reason": reason or job.error or "",
-        "job_url": f"{services.config.public_url}/#/jobs/{job.id}",
-        "download_url": f"{services.config.public_url}/function/jobs/{job.id}/download",
+        "summary": job.summary if job.summary_status == SummaryStatus.DONE else None,
+        # The ready email promises a summary only when one is on its way.
+        "summary_coming": job.summary_status == SummaryStatus.PENDING
+        and bool(config.openai_base_url or config.openai_api_key),
+        "job_url": f"{config.public_url}/#/jobs/{job.id}",
+        "download_url": f"{config.public_url}/function/jobs/{job.id}/download",
     }
     env = _templates()
     message = EmailMessage()
     message["Subject"] = SUBJECTS[kind].format(name=job.filename)
-    message["From"] = services.config.mail_from
+    message["From"] = config.mail_from
     message["To"] = user.email
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="vid2mp3.local")
@@ -69,37 +92,84 @@ def render(kind: str, job: Job, user: User, services: Services, reason: str = ""
 
 
 def handle(services: Services, event: events.Event) -> str:
-    """Send the notification ``event`` calls for, once per (job, kind) whatever redeliveries."""
+    """Send what ``event`` calls for, once per (job, kind); raises ``TransientError`` when a
+    message should be tried again (the others already sent stay sent)."""
     kind = KINDS.get(event.type)
-    job_id = str(event.data["job_id"])
-    where = {"job_id": job_id, "event_id": event.id, "kind": kind}
     if kind is None:
         return "not a notification event"
-    if kind == "summary" and event.data.get("summary_status") != "done":
-        return "no summary to send"
+    job_id = str(event.data["job_id"])
+    where = {"job_id": job_id, "event_id": event.id, "kind": kind}
     with services.uow() as uow:
         job = uow.jobs.get(job_id)
         user = uow.users.by_id(job.user_id) if job else None
-        if job is None or user is None:
-            log.warning("notification for unknown job ignored", extra=where)
-            return "unknown job"
-        if uow.notifications.status(job_id, kind) == "sent":
+    if job is None or user is None:
+        log.warning("notification for unknown job ignored", extra=where)
+        return "unknown job"
+
+    sends: dict[str, Callable[[], None]] = {}
+    if kind != "summary" or event.data.get("summary_status") == SummaryStatus.DONE:
+        reason = str(event.data.get("reason") or "")
+        sends[kind] = lambda: services.mailer.send(render(kind, job, user, services, reason))
+    if user.webhook_url:
+        url = user.webhook_url
+        sends[WEBHOOK_PREFIX + kind] = lambda: webhooks.deliver(
+            services.config, user.id, url, event
+        )
+    if not sends:
+        return "nothing to send"
+
+    outcomes: list[str] = []
+    retry: TransientError | None = None
+    for channel, send in sends.items():
+        try:
+            outcomes.append(f"{channel}: {_send_once(services, job_id, channel, send, where)}")
+        except TransientError as exc:
+            outcomes.append(f"{channel}: will retry")
+            retry = retry or exc
+    if retry is not None:
+        raise TransientError(f"{retry.message} ({'; '.join(outcomes)})")
+    return "; ".join(outcomes)
+
+
+def _send_once(
+    services: Services,
+    job_id: str,
+    channel: str,
+    send: Callable[[], None],
+    where: dict[str, str | None],
+) -> str:
+    """Run ``send`` unless ``channel`` was already sent for the job; record that it was."""
+    where = {**where, "channel": channel}
+    with services.uow() as uow:
+        if uow.notifications.status(job_id, channel) == "sent":
             return "already sent"
-        if not uow.notifications.claim(job_id, kind, stale_after=STALE_CLAIM_SECONDS):
-            raise TransientError("another worker is sending this notification")
+        if not uow.notifications.claim(job_id, channel, stale_after=STALE_CLAIM_SECONDS):
+            raise TransientError(f"another worker is sending the {channel} notification")
         uow.commit()
     try:
-        services.mailer.send(render(kind, job, user, services, str(event.data.get("reason", ""))))
+        send()
+    except PermanentError as exc:
+        _release(services, job_id, channel)
+        log.error(
+            "notification refused for good; not retried", extra={**where, "reason": exc.message}
+        )
+        return "refused"
     except Exception as exc:
-        with services.uow() as uow:
-            uow.notifications.release(job_id, kind)
-            uow.commit()
+        _release(services, job_id, channel)
         log.warning(
             "sending failed; the event will be redelivered", extra={**where, "reason": str(exc)}
         )
-        raise TransientError(f"could not send the email: {exc}") from exc
+        if isinstance(exc, TransientError):
+            raise
+        raise TransientError(f"could not send the {channel} notification: {exc}") from exc
     with services.uow() as uow:
-        uow.notifications.mark_sent(job_id, kind)
+        uow.notifications.mark_sent(job_id, channel)
         uow.commit()
     log.info("notification sent", extra=where)
     return "sent"
+
+
+def _release(services: Services, job_id: str, channel: str) -> None:
+    with services.uow() as uow:
+        uow.notifications.release(job_id, channel)
+        uow.commit()

@@ -99,11 +99,24 @@ class EmailMessageLike(Protocol):
 
 
 class Summarizer(Protocol):
-    """An OpenAI-compatible API: transcribe speech, then summarize the transcript."""
+    """An AI service that turns speech into text and answers a question about that text.
 
-    def transcribe(self, mp3_path: str) -> str: ...
+    Both calls retry the service's temporary failures (429, 5xx, timeouts) themselves and raise
+    a ``Vid2mp3Error`` whose message a user can read once they give up. What to ask, and how to
+    check the answer, is the caller's business (``vid2mp3.summaries``).
+    """
 
-    def summarize(self, transcript: str) -> Mapping[str, str]: ...
+    #: Model names, recorded with each summary.
+    transcribe_model: str
+    summary_model: str
+
+    def transcribe(self, audio_path: str) -> str:
+        """The words spoken in the audio file at ``audio_path`` (within the upload limit)."""
+        ...
+
+    def summarize(self, transcript: str, *, instructions: str) -> str:
+        """The model's raw answer to ``instructions`` about ``transcript``."""
+        ...
 
 
 def iter_chunks(stream: BinaryIO, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:

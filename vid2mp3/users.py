@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from vid2mp3 import auth
-from vid2mp3.errors import Conflict, InvalidInput, Unauthorized
+from vid2mp3 import auth, webhooks
+from vid2mp3.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from vid2mp3.model import User
 from vid2mp3.services import Services
 
@@ -25,24 +26,67 @@ def normalize_email(email: Any) -> str:
     return email.strip().lower()
 
 
-def register(services: Services, email: Any, password: Any) -> User:
-    """Create a user; raises ``InvalidInput`` (bad email/password) or ``Conflict`` (taken)."""
+def register(services: Services, email: Any, password: Any, webhook_url: Any = None) -> User:
+    """Create a user, with an optional webhook; raises ``InvalidInput`` (bad email, password or
+    webhook URL) or ``Conflict`` (taken)."""
     email = normalize_email(email)
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise InvalidInput(f"password must be at most {MAX_PASSWORD} characters")
+    webhook = _webhook(services, webhook_url)
     user = User(
         id=str(uuid.uuid4()),
         email=email,
         password_hash=auth.hash_password(password),
         created_at=time.time(),
+        webhook_url=webhook,
     )
     with services.uow() as uow:
         if not uow.users.add(user):
             raise Conflict(f"an account for {email} already exists")
         uow.commit()
     return user
+
+
+def _webhook(services: Services, url: Any) -> str | None:
+    if url is None or url == "":
+        return None
+    return webhooks.check_url(url, allow_private=services.config.allow_private_webhooks)
+
+
+SETTINGS = ("webhook_url",)
+
+
+def settings(services: Services, user_id: str) -> dict[str, Any]:
+    """The account's settings as its owner sees them, with the webhook signing secret."""
+    with services.uow() as uow:
+        user = uow.users.by_id(user_id)
+    if user is None:
+        raise NotFound("this account no longer exists")
+    return {
+        "email": user.email,
+        "webhook_url": user.webhook_url,
+        "webhook_secret": webhooks.secret_for(services.config, user.id),
+        "webhook_signature_header": webhooks.SIGNATURE_HEADER,
+    }
+
+
+def update_settings(services: Services, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``changes`` (``webhook_url``: a URL, or null to remove it); returns the settings.
+    Raises ``InvalidInput`` for an unknown setting or a URL a webhook may not use."""
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise InvalidInput(f"unknown settings: {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    if "webhook_url" not in changes:
+        raise InvalidInput('send {"webhook_url": "https://..."}, or null to remove it')
+    url = _webhook(services, changes["webhook_url"])
+    with services.uow() as uow:
+        if uow.users.by_id(user_id) is None:
+            raise NotFound("this account no longer exists")
+        uow.users.set_webhook(user_id, url)
+        uow.commit()
+    return settings(services, user_id)
 
 
 def login(services: Services, email: str, password: str) -> tuple[str, int]:

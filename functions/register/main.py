@@ -1,4 +1,4 @@
-"""register: POST {email, password} → 201 {id, email}."""
+"""register: POST {email, password[, webhook_url]} → 201 {id, email[, webhook_url]}."""
 
 import flask
 import functions_framework
@@ -11,5 +11,12 @@ from vid2mp3 import entrypoints, users
 def register(request: flask.Request) -> flask.Response:
     entrypoints.require_method(request, "POST")
     body = entrypoints.json_body(request)
-    user = users.register(entrypoints.services(), body.get("email"), body.get("password"))
-    return entrypoints.json_response({"id": user.id, "email": user.email}, 201)
+    services = entrypoints.services()
+    user = users.register(
+        services, body.get("email"), body.get("password"), body.get("webhook_url")
+    )
+    answer = {"id": user.id, "email": user.email}
+    if user.webhook_url:
+        # The signing secret comes back with the webhook, so the first delivery can be verified.
+        answer.update(users.settings(services, user.id))
+    return entrypoints.json_response(answer, 201)
