@@ -71,6 +71,7 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
         )
     supervisor = None
     dispatcher = None
+    gateway: Gateway | None = None
     services: Services | None = None
     # Until the server runs, a SIGTERM unwinds through ``finally`` so no child process is left.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -120,6 +121,8 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
         )
         server.serve_forever()
     finally:
+        if gateway is not None:
+            gateway.close()  # let queued async calls and their callbacks finish
         if dispatcher is not None:
             dispatcher.stop()
         if supervisor is not None:
