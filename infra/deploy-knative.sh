@@ -14,97 +14,27 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-NAMESPACE=vid2mp3
-DEFAULT_REGISTRY=ghcr.io/vid2mp3
-REGISTRY="${REGISTRY:-$DEFAULT_REGISTRY}"
-SECRETS_DIR="${VID2MP3_SECRETS:-secrets}"
-DRY_RUN=0
-INSTALL_PLATFORM=0
+# shellcheck source=SCRIPTDIR/lib.sh
+source infra/lib.sh
 
-# Versions installed by --install-platform.
+# Versions installed by --install-platform (and RABBITMQ_OPERATOR_VERSION, in lib.sh).
 KNATIVE_VERSION=knative-v1.16.0
 CERT_MANAGER_VERSION=v1.16.1
-RABBITMQ_OPERATOR_VERSION=v2.11.0
 RABBITMQ_TOPOLOGY_VERSION=v1.15.0
 
-# The functions' secrets (read through <KEY>_FILE) and the backing services' passwords.
+# The functions' secrets (read through <KEY>_FILE).
 APP_SECRETS=(jwt-secret database-url storage-url aws-access-key-id aws-secret-access-key smtp-url openai-api-key)
-BACKING_SECRETS=(mysql-root-password mysql-password mongodb-root-password)
 
-usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
+parse_options "$@"
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --dry-run) DRY_RUN=1 ;;
-    --install-platform) INSTALL_PLATFORM=1 ;;
-    --registry) REGISTRY="${2:?--registry needs a value}"; shift ;;
-    --secrets) SECRETS_DIR="${2:?--secrets needs a directory}"; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "deploy-knative: unknown option $1" >&2; usage >&2; exit 2 ;;
-  esac
-  shift
-done
-
-# One word, quoted for the shell when it needs to be (single quotes, readable in the output).
-quote() {
-  case "$1" in
-    "" | *[!A-Za-z0-9_./:=@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-
-# Print a command (operators "|", "||" and "&&" given as separate words), then run it unless
-# --dry-run. Every other word is quoted, so what is printed is exactly what runs.
-run() {
-  local cmd="" word
-  for word in "$@"; do
-    case "$word" in
-      "|" | "||" | "&&") cmd+=" $word" ;;
-      *) cmd+=" $(quote "$word")" ;;
-    esac
-  done
-  printf '+%s\n' "$cmd"
-  if [ "$DRY_RUN" -eq 0 ]; then
-    eval "$cmd"
-  fi
-}
-
-# --from-file arguments for a Secret, after checking every file is there.
-secret_files() {
-  local name missing=0
-  for name in "$@"; do
-    if [ ! -f "$SECRETS_DIR/$name" ]; then
-      echo "deploy-knative: missing secret file $SECRETS_DIR/$name" >&2
-      missing=1
-    fi
-    printf '%s\n' "--from-file=$name=$SECRETS_DIR/$name"
-  done
-  if [ "$missing" -eq 1 ] && [ "$DRY_RUN" -eq 0 ]; then
-    echo "deploy-knative: create the files above (docs/deploy.md lists what goes in each)" >&2
-    return 1
-  fi
-}
-
-apply_secret() {
-  local name="$1" files
-  shift
-  files="$(secret_files "$@")"
-  local args=()
-  mapfile -t args <<<"$files"
-  run kubectl create secret generic "$name" --namespace "$NAMESPACE" "${args[@]}" \
-    --dry-run=client --output yaml "|" kubectl apply -f -
-}
-
-# Apply Knative manifests, pointing their images at --registry when it is not the default.
+# Knative manifests, pointing their images at --registry when it is not the default.
 apply_images() {
   if [ "$REGISTRY" = "$DEFAULT_REGISTRY" ]; then
     run kubectl apply -f "$1"
   else
     local manifest
     for manifest in "$1"/*.yaml; do
-      run sed "s#$DEFAULT_REGISTRY/#$REGISTRY/#" "$manifest" "|" kubectl apply -f -
+      apply_manifest "$manifest"
     done
   fi
 }
@@ -120,7 +50,7 @@ install_platform() {
   run kubectl apply -f "$kn/eventing/releases/download/$KNATIVE_VERSION/eventing-core.yaml"
   run kubectl apply -f "https://github.com/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml"
   run kubectl wait --for=condition=Available deployment --all --namespace cert-manager --timeout=5m
-  run kubectl apply -f "https://github.com/rabbitmq/cluster-operator/releases/download/$RABBITMQ_OPERATOR_VERSION/cluster-operator.yml"
+  install_rabbitmq_operator
   run kubectl apply -f "https://github.com/rabbitmq/messaging-topology-operator/releases/download/$RABBITMQ_TOPOLOGY_VERSION/messaging-topology-operator-with-certmanager.yaml"
   run kubectl apply -f "https://github.com/knative-extensions/eventing-rabbitmq/releases/download/$KNATIVE_VERSION/rabbitmq-broker.yaml"
   run kubectl wait --for=condition=Available deployment --all --namespace knative-serving --timeout=5m
@@ -138,15 +68,7 @@ run kubectl patch configmap/config-features --namespace knative-serving --type m
 run kubectl apply -f infra/k8s/namespace.yaml
 apply_secret vid2mp3-secrets "${APP_SECRETS[@]}"
 apply_secret vid2mp3-backing "${BACKING_SECRETS[@]}"
-
-# Backing services: RabbitMQ (through its operator), MySQL, MongoDB, MinIO.
-run kubectl apply -f infra/k8s/rabbitmq.yaml -f infra/k8s/mysql.yaml -f infra/k8s/mongodb.yaml \
-  -f infra/k8s/minio.yaml
-run kubectl wait --for=condition=AllReplicasReady rabbitmqcluster/vid2mp3-rabbitmq \
-  --namespace "$NAMESPACE" --timeout=10m
-for statefulset in mysql mongodb minio; do
-  run kubectl rollout status "statefulset/$statefulset" --namespace "$NAMESPACE" --timeout=5m
-done
+deploy_backing_services
 
 # The broker first: the SinkBinding needs its address, and binding before the Services exist
 # gives their first revision K_SINK already.

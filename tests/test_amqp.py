@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.fixtures.net import Served
 from vid2mp3.bus.amqp import AmqpAddress, AmqpEventSink, event_from_message
 from vid2mp3.bus.http import HttpEventSink
 from vid2mp3.errors import ConfigError, InvalidInput, TransientError
@@ -189,15 +189,13 @@ def ingress() -> Iterator[tuple[str, list[dict[str, Any]], Callable[[int], None]
         start_response(f"{status[0]} X", [("Content-Type", "text/plain")])
         return [b"nope" if status[0] >= 300 else b""]
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = Served(app)
 
     def answer(code: int) -> None:
         status[0] = code
 
-    yield f"http://127.0.0.1:{server.port}/ns/default", received, answer
-    server.shutdown()
+    yield f"{server.url}/ns/default", received, answer
+    server.close()
 
 
 def test_http_sink_posts_binary_mode(ingress: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import requests
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
+from tests.fixtures.net import free_port, stop, wait_until_up
 from vid2mp3 import media
 
 # The console script pip installed next to this interpreter: what a user runs.
@@ -105,12 +105,6 @@ def test_convert_of_a_missing_file_says_so(tmp_path: Path) -> None:
     assert "no such file" in done.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """``vid2mp3 up`` on a free port, as a subprocess; yields its base URL."""
@@ -124,19 +118,10 @@ def server(tmp_path: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("vid2mp3 up did not start")
+        wait_until_up(f"{base}/healthz", process=proc)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc, timeout=10)
 
 
 def test_http_flow_against_vid2mp3_up(server: str, make_video: Any, tmp_path: Path) -> None:

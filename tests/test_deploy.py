@@ -19,10 +19,8 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ import pytest
 import yaml
 from werkzeug.test import Client
 
+from tests.fixtures.net import free_port, stop, wait_until_up
 from vid2mp3 import __version__, triggers
 from vid2mp3.config import Config
 from vid2mp3.events import EVENT_TYPES
@@ -688,12 +687,6 @@ def test_create_app_needs_a_known_function(monkeypatch: pytest.MonkeyPatch) -> N
         create_app("nope")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def container_process(tmp_path: Path) -> Iterator[str]:
     """The image's command, ``gunicorn "vid2mp3.local.container:create_app()"``, for ``jobs``."""
@@ -710,28 +703,21 @@ def container_process(tmp_path: Path) -> Iterator[str]:
         + " --bind=127.0.0.1:"
         + str(port),
     }
-    process = subprocess.Popen(
-        [tool("gunicorn"), "vid2mp3.local.container:create_app()"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [tool("gunicorn"), "vid2mp3.local.container:create_app()"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/_/health", timeout=2):
-                break
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                _, err = process.communicate()
-                pytest.fail(f"the container command did not serve: {err.decode()[-2000:]}")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        wait_until_up(base + "/_/health", process=process, log=log, timeout=60)
+        yield base
+    finally:
+        stop(process)
 
 
 def test_container_listens_on_port_from_the_environment() -> None:
@@ -762,7 +748,7 @@ def test_container_command_serves_health_and_the_function(container_process: str
 # -- deploy scripts -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["deploy-knative.sh", "deploy-openfaas.sh"])
+@pytest.mark.parametrize("script", ["deploy-knative.sh", "deploy-openfaas.sh", "lib.sh"])
 def test_deploy_scripts_parse_and_pass_shellcheck(script: str) -> None:
     subprocess.run(["bash", "-n", str(INFRA / script)], check=True, timeout=30)
     result = subprocess.run(

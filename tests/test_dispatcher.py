@@ -11,13 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.fake_functions import FakeFunctions, serve, wait_for
+from tests.fixtures.fake_functions import (  # noqa: F401 (fixture)
+    FakeFunctions,
+    fake_functions_fixture,
+    wait_for,
+)
+from tests.fixtures.net import Served, free_port
 from vid2mp3 import cli, deliveries
 from vid2mp3.bus.amqp import AmqpAddress, AmqpEventSink
 from vid2mp3.deliveries import LoggedEvent
 from vid2mp3.events import AUDIO_CONVERTED, VIDEO_UPLOADED, Event
 from vid2mp3.local.dispatcher import Dispatcher
-from vid2mp3.local.processes import free_port
 from vid2mp3.local.topology import Topology
 from vid2mp3.model import Job, JobState
 from vid2mp3.services import Services
@@ -28,14 +32,6 @@ MAX_ATTEMPTS = 3
 RETRY_BASE = 0.2
 
 MakeDispatcher = Callable[..., Dispatcher]
-
-
-@pytest.fixture
-def fake_functions() -> Iterator[FakeFunctions]:
-    fake = FakeFunctions()
-    server, fake.url = serve(fake)
-    yield fake
-    server.shutdown()
 
 
 @pytest.fixture
@@ -272,7 +268,7 @@ def test_429_and_no_answer_are_retried(
     services: Services,
 ) -> None:
     # Nothing listens on ``port`` at first (a function still starting, or restarting).
-    port = free_port("127.0.0.1")
+    port = free_port()
     make_dispatcher(f"http://127.0.0.1:{port}")
     event = _uploaded()
     AmqpEventSink(amqp_url).publish(event)
@@ -280,14 +276,14 @@ def test_429_and_no_answer_are_retried(
     assert _outcomes(services, event.id, "convert")[0] == (1, 0, deliveries.RETRY)
 
     fake_functions.answers["/convert"] = lambda n: 429 if n == 1 else 200
-    server, _ = serve(fake_functions, port)
+    server = Served(fake_functions, port)
     try:
         wait_for(
             "delivery once the function is up",
             lambda: _outcomes(services, event.id, "convert")[-1][2] == deliveries.DELIVERED,
         )
     finally:
-        server.shutdown()
+        server.close()
     statuses = [status for _, status, _ in _outcomes(services, event.id, "convert")]
     assert statuses[0] == 0 and statuses[-2:] == [429, 200]
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.fake_functions import FakeFunctions, serve
+from tests.fixtures.fake_functions import (  # noqa: F401 (fixture)
+    FakeFunctions,
+    fake_functions_fixture,
+)
+from tests.fixtures.net import Served
 from vid2mp3 import cli, deliveries, events
 from vid2mp3.bus.amqp import AmqpAddress
 from vid2mp3.deliveries import Delivery
@@ -33,14 +36,6 @@ def cli_env(services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
     monkeypatch.delenv("EVENTS_URL", raising=False)
     monkeypatch.delenv("K_SINK", raising=False)
     return services
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeFunctions]:
-    functions = FakeFunctions()
-    server, functions.url = serve(functions)
-    yield functions
-    server.shutdown()
 
 
 def _log(services: Services, event: Event, *attempts: tuple[str, int]) -> None:
@@ -87,33 +82,38 @@ def test_list_json_and_show(cli_env: Services, capsys: pytest.CaptureFixture[str
 
 
 def test_replay_by_id_posts_the_same_event(
-    cli_env: Services, fake: FakeFunctions, capsys: pytest.CaptureFixture[str]
+    cli_env: Services, fake_functions: FakeFunctions, capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = _event()
     _log(cli_env, event, ("convert", 500))
-    assert cli.main(["events", "replay", event.id, "--to", f"{fake.url}/convert"]) == 0
-    [call] = fake.calls_to("/convert")
+    assert cli.main(["events", "replay", event.id, "--to", f"{fake_functions.url}/convert"]) == 0
+    [call] = fake_functions.calls_to("/convert")
     assert (call.event_id, call.event_type, call.data) == (event.id, event.type, event.data)
     assert f"replayed {event.id}" in capsys.readouterr().out
 
-    fake.answers["/convert"] = 500
-    assert cli.main(["events", "replay", event.id, "--to", f"{fake.url}/convert"]) == 1
+    fake_functions.answers["/convert"] = 500
+    assert cli.main(["events", "replay", event.id, "--to", f"{fake_functions.url}/convert"]) == 1
     assert "FAILED" in capsys.readouterr().out
-    assert cli.main(["events", "replay", "missing-id", "--to", fake.url]) == 1
+    assert cli.main(["events", "replay", "missing-id", "--to", fake_functions.url]) == 1
 
 
 def test_replay_file_of_json_lines(
-    cli_env: Services, fake: FakeFunctions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Services,
+    fake_functions: FakeFunctions,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sent = [_event(job_id="a"), _event(job_id="b")]
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text("".join(e.to_json() + "\n" for e in sent) + "\n")
-    assert cli.main(["events", "replay", "--file", str(jsonl), "--to", f"{fake.url}/x"]) == 0
-    assert [c.event_id for c in fake.calls_to("/x")] == [e.id for e in sent]
+    assert (
+        cli.main(["events", "replay", "--file", str(jsonl), "--to", f"{fake_functions.url}/x"]) == 0
+    )
+    assert [c.event_id for c in fake_functions.calls_to("/x")] == [e.id for e in sent]
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text(sent[0].to_json() + "\n{not json\n")
-    assert cli.main(["events", "replay", "--file", str(broken), "--to", fake.url]) == 1
+    assert cli.main(["events", "replay", "--file", str(broken), "--to", fake_functions.url]) == 1
     assert "broken.jsonl:2" in capsys.readouterr().err
 
 
@@ -171,14 +171,14 @@ def test_sample_is_a_valid_event(event_type: str) -> None:
 def test_every_sample_replays_against_its_functions(
     cli_env: Services, apps: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server, url = serve(Gateway(apps))
+    server = Served(Gateway(apps))
     try:
         for event_type in EVENT_TYPES:
             sample = SAMPLES / f"{event_type}.json"
             for function in subscribers(event_type):
-                target = f"{url}/function/{function}"
+                target = f"{server.url}/function/{function}"
                 assert cli.main(["events", "replay", "--file", str(sample), "--to", target]) == 0
                 out = capsys.readouterr().out
                 assert "replayed" in out and "answered 2" in out, (function, out)
     finally:
-        server.shutdown()
+        server.close()

@@ -21,30 +21,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.fixtures.net import Served
 from vid2mp3 import events, triggers
 from vid2mp3.local.gateway import CLOUDEVENT_HEADERS, Gateway
 from vid2mp3.services import Services
 
 FAAS_CLI_USER_AGENT = "faas-cli/0.17.1 (openfaas; linux; amd64)"
 WAIT = 30.0  # seconds a test waits for a callback before it fails; never a timing assertion
-
-
-class Served:
-    """A WSGI app on a werkzeug server thread at ``http://127.0.0.1:<port>``."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.thread.join()
 
 
 def faas_cli_request(

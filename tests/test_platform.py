@@ -25,13 +25,13 @@ import requests
 from mutagen.mp3 import MP3
 
 from tests.fixtures.fake_functions import wait_for
+from tests.fixtures.net import free_port, stop, wait_until_up
 from vid2mp3 import deliveries
 from vid2mp3.bus.amqp import AmqpEventSink
 from vid2mp3.db.mysql import MysqlDatabase
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.deliveries import LoggedEvent
 from vid2mp3.events import AUDIO_CONVERTED, AUDIO_SUMMARIZED, VIDEO_UPLOADED, Event
-from vid2mp3.local.processes import free_port
 from vid2mp3.model import Job, JobState
 
 pytest_plugins = ["tests.fixtures.services_real"]
@@ -141,7 +141,7 @@ def platform(
     mysql_module_url: str, amqp_module_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
-    port = free_port("127.0.0.1")
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": mysql_module_url,
@@ -167,26 +167,12 @@ def platform(
             stdin=subprocess.DEVNULL,
         )
     url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"vid2mp3 up exited:\n{log.read_text()[-4000:]}")
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
     db = MysqlDatabase(mysql_module_url)
     try:
-        wait_for("vid2mp3 up to serve", healthy, timeout=90)
+        wait_until_up(f"{url}/healthz", process=process, log=log, timeout=90)
         yield Platform(url, env, root / "home", root / "blobs", process, db, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         db.close()
 
 

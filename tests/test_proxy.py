@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures.fake_functions import serve
+from tests.fixtures.net import Served, free_port
 from vid2mp3.local.gateway import Gateway
-from vid2mp3.local.processes import free_port
 from vid2mp3.local.proxy import FunctionProxy
 
 MIB = 1024 * 1024
@@ -40,16 +39,15 @@ def _echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
 
 @pytest.fixture
 def gateway_url() -> Iterator[str]:
-    function, function_url = serve(_echo)
-    port = int(function_url.rsplit(":", 1)[1])
+    function = Served(_echo)
     apps = {
-        "echo": FunctionProxy("echo", "127.0.0.1", port),
-        "gone": FunctionProxy("gone", "127.0.0.1", free_port("127.0.0.1")),
+        "echo": FunctionProxy("echo", "127.0.0.1", function.port),
+        "gone": FunctionProxy("gone", "127.0.0.1", free_port()),
     }
-    gateway, url = serve(Gateway(apps))
-    yield url
-    gateway.shutdown()
-    function.shutdown()
+    gateway = Served(Gateway(apps))
+    yield gateway.url
+    gateway.close()
+    function.close()
 
 
 def test_counted_body_and_path_reach_the_function(gateway_url: str) -> None:
@@ -88,5 +86,5 @@ def test_processes_need_a_shared_broker(
     monkeypatch.setenv("VID2MP3_HOME", str(tmp_path))
     for key in ("EVENTS_URL", "K_SINK", "DATABASE_URL", "STORAGE_URL"):
         monkeypatch.delenv(key, raising=False)
-    assert cli.main(["up", "--processes", "--port", str(free_port("127.0.0.1"))]) == 1
+    assert cli.main(["up", "--processes", "--port", str(free_port())]) == 1
     assert "EVENTS_URL=amqp://" in capsys.readouterr().err

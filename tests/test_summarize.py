@@ -128,6 +128,22 @@ def converted_job(services: Services, mp3: Path, email: str = "ada@example.com")
     return events.Event(events.AUDIO_CONVERTED, job_id, data, source="/tests")
 
 
+Summarize = Callable[[], events.Event]
+
+
+@pytest.fixture
+def summarize(mp3: Callable[[str], Path], apps: dict[str, Any], services: Services) -> Summarize:
+    """Runs the summarize function once for a new converted job of the short MP3 (answered
+    200); returns the ``audio.converted`` event it was given."""
+
+    def run() -> events.Event:
+        event = converted_job(services, mp3("short"))
+        assert deliver(apps, event) == 200
+        return event
+
+    return run
+
+
 def deliver(apps: dict[str, Any], event: events.Event) -> int:
     response = apps["summarize"].test_client().post("/", **binary_event(event))
     return int(response.status_code)
@@ -250,14 +266,12 @@ def test_a_lower_limit_gives_more_pieces_each_within_it(
 
 @with_settings(AI_MAX_CHARS="100")
 def test_a_long_transcript_is_cut_and_flagged(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.transcript = lambda _n, _r: "word " * 100
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     system, user = fake_openai.received(CHAT)[0].json["messages"]
     assert 80 <= len(user["content"]) <= 100
@@ -270,15 +284,13 @@ def test_a_long_transcript_is_cut_and_flagged(
 
 
 def test_rate_limits_and_server_errors_are_retried(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.script(TRANSCRIPTIONS, Reply.error(429))
     fake_openai.script(CHAT, Reply.error(500), Reply.error(503))
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     assert len(fake_openai.received(TRANSCRIPTIONS)) == 2
     assert len(fake_openai.received(CHAT)) == 3
@@ -287,28 +299,24 @@ def test_rate_limits_and_server_errors_are_retried(
 
 @with_settings(AI_TIMEOUT="1")
 def test_a_slow_answer_times_out_and_is_asked_again(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.script(CHAT, Reply.slow(3))
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     assert len(fake_openai.received(CHAT)) == 2
     assert job_of(services, event).summary_status == "done"
 
 
 def test_after_the_last_retry_the_summary_fails_and_the_job_completes(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.script(CHAT, *[Reply.error(500)] * 10)
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     attempts = openai_adapter.MAX_RETRIES + 1
     assert len(fake_openai.received(CHAT)) == attempts
@@ -330,16 +338,14 @@ def test_after_the_last_retry_the_summary_fails_and_the_job_completes(
     [(401, "credentials"), (404, "no model 'test-whisper'"), (400, "refused the request")],
 )
 def test_errors_that_retrying_cannot_fix_fail_at_once(
+    summarize: Summarize,
     status: int,
     words: str,
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.script(TRANSCRIPTIONS, Reply.error(status))
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     assert len(fake_openai.received(TRANSCRIPTIONS)) == 1
     assert fake_openai.received(CHAT) == []
@@ -349,14 +355,12 @@ def test_errors_that_retrying_cannot_fix_fail_at_once(
 
 
 def test_a_body_that_is_not_json_fails_with_a_reason(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.script(CHAT, Reply.not_json())
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert job.summary_status == "failed"
@@ -375,16 +379,14 @@ def test_a_body_that_is_not_json_fails_with_a_reason(
     ],
 )
 def test_bad_model_output_fails_with_a_reason(
+    summarize: Summarize,
     answer: str,
     words: str,
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.answer = answer
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert job.state is JobState.COMPLETED
@@ -394,14 +396,12 @@ def test_bad_model_output_fails_with_a_reason(
 
 
 def test_json_in_a_code_fence_is_accepted(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.answer = '```json\n{"summary": "It  hums.\\nOnly that.", "category": "tones."}\n```'
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert (job.summary, job.category) == ("It hums. Only that.", "tones")
@@ -409,13 +409,11 @@ def test_json_in_a_code_fence_is_accepted(
 
 @with_settings(OPENAI_BASE_URL="", OPENAI_API_KEY="")
 def test_without_an_ai_endpoint_the_summary_is_skipped(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert (job.state, job.summary_status) == (JobState.COMPLETED, "skipped")
@@ -424,14 +422,12 @@ def test_without_an_ai_endpoint_the_summary_is_skipped(
 
 
 def test_silence_is_skipped_without_asking_for_a_summary(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
     fake_openai.transcript = lambda _n, _r: "  "
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert (job.summary_status, job.summary_reason) == ("skipped", summaries.NO_SPEECH)
@@ -439,13 +435,12 @@ def test_silence_is_skipped_without_asking_for_a_summary(
 
 
 def test_a_redelivered_event_does_not_transcribe_again(
-    mp3: Callable[[str], Path],
+    summarize: Summarize,
     apps: dict[str, Any],
     services: Services,
     fake_openai: FakeOpenAI,
 ) -> None:
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
     assert deliver(apps, event) == 200
     copy = events.Event(event.type, event.subject, event.data, event.source)
     assert deliver(apps, copy) == 200
@@ -484,14 +479,12 @@ def test_a_crash_after_transcribing_reuses_the_stored_transcript(
 
 @with_settings(OPENAI_BASE_URL="http://127.0.0.1:9/v1")
 def test_an_unreachable_service_fails_the_summary_with_a_reason(
-    mp3: Callable[[str], Path],
-    apps: dict[str, Any],
+    summarize: Summarize,
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(openai_adapter, "MAX_RETRIES", 1)
-    event = converted_job(services, mp3("short"))
-    assert deliver(apps, event) == 200
+    event = summarize()
 
     job = job_of(services, event)
     assert job.summary_status == "failed"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ import requests
 from mutagen.mp3 import MP3
 
 from tests.fixtures.backends import FAKE_AWS_ENV, moto_s3  # noqa: F401  (moto's S3 server)
+from tests.fixtures.net import free_port, stop, wait_until_up
 from vid2mp3 import display
 
 CHROMIUM = os.environ.get("VID2MP3_CHROMIUM", "/usr/bin/chromium")
@@ -50,12 +49,6 @@ MIB = 1024 * 1024
 # Chrome logs every HTTP error answer as a console error; the tests expect some (a wrong
 # password is a 401) and list them, so any other console error still fails.
 _REFUSAL = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,7 +77,7 @@ class Server:
 def _vid2mp3_up(home: Path, **settings: str) -> Iterator[str]:
     """``vid2mp3 up`` on a free port with state in ``home``: the embedded default, changed only
     by ``settings``. Yields its URL."""
-    port = _free_port()
+    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -104,35 +97,17 @@ def _vid2mp3_up(home: Path, **settings: str) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"vid2mp3 up exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-                )
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vid2mp3 up did not answer in 30 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_until_up(f"{url}/healthz", process=process, log=log)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``vid2mp3 up``, embedded default; it lets one other origin in (``static_host``)."""
     home = tmp_path_factory.mktemp("webui-home")
-    static_origin = f"http://127.0.0.1:{_free_port()}"
+    static_origin = f"http://127.0.0.1:{free_port()}"
     with _vid2mp3_up(home, CORS_ORIGINS=static_origin) as url:
         yield Server(url, home / "server.log", static_origin)
 

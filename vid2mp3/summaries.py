@@ -32,7 +32,11 @@ from vid2mp3.services import Services
 log = logging.getLogger(__name__)
 
 CONSUMER = "summarize"
-NOT_CONFIGURED = "no AI endpoint is configured (set OPENAI_BASE_URL and/or OPENAI_API_KEY)"
+# Shown to users as is; the parenthesis tells an operator what to set.
+NOT_CONFIGURED = (
+    "summaries are turned off on this server (its operator can enable them by setting "
+    "OPENAI_BASE_URL and/or OPENAI_API_KEY)"
+)
 NO_SPEECH = "no speech was recognized in the audio"
 
 #: Largest file the transcription API takes in one request (OpenAI's limit is 25 MB). Read at

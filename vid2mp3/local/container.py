@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from vid2mp3.config import Config
 from vid2mp3.errors import ConfigError
 from vid2mp3.local import functions
-from vid2mp3.local.health import HealthEndpoints, WsgiApp
+from vid2mp3.local.health import HealthEndpoints
+from vid2mp3.local.wsgi import WsgiApp
 
 
 class ConfigReadiness:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from vid2mp3 import deliveries
@@ -39,6 +40,19 @@ from vid2mp3.local.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADE
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, TRIGGERS
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Message:
+    """One message taken from a function's work queue, with what settling it needs."""
+
+    connection: Any
+    publisher: Any
+    channel: Any
+    tag: int
+    function: str
+    headers: dict[str, Any]
+    body: bytes
 
 
 class Dispatcher:
@@ -181,9 +195,16 @@ class Dispatcher:
         body: bytes,
     ) -> None:
         # Runs on pika's I/O thread: hand off at once.
-        future = self._pool.submit(
-            self._deliver, connection, publisher, function, channel, method, properties, body
+        message = _Message(
+            connection=connection,
+            publisher=publisher,
+            channel=channel,
+            tag=method.delivery_tag,
+            function=function,
+            headers=dict(properties.headers or {}),
+            body=body,
         )
+        future = self._pool.submit(self._deliver, message)
         with self._futures_lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
@@ -192,49 +213,30 @@ class Dispatcher:
         with self._futures_lock:
             self._futures.discard(future)
 
-    def _deliver(
-        self,
-        connection: Any,
-        publisher: Any,
-        function: str,
-        channel: Any,
-        method: Any,
-        properties: Any,
-        body: bytes,
-    ) -> None:
-        tag = method.delivery_tag
-        headers = dict(properties.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+    def _deliver(self, message: _Message) -> None:
+        function = message.function
+        attempt = int(message.headers.get(ATTEMPT_HEADER, 1))
         try:
-            event = event_from_message(headers, body)
+            event = event_from_message(message.headers, message.body)
         except InvalidInput as exc:
             log.error(
                 "message is not a CloudEvent; dead-lettered",
                 extra={"function": function, "reason": exc.message},
             )
-            self._settle(
-                connection,
-                functools.partial(
-                    self._dead_letter_message, publisher, channel, tag, function, headers, body, 0
-                ),
-            )
+            self._settle(message, functools.partial(self._dead_letter_message, message, 0))
             return
         status, detail, duration = self._post(f"{self.invoke_url}/{function}", event)
         if 200 <= status < 300:
             outcome = deliveries.DELIVERED
-            action: Callable[[], None] = functools.partial(channel.basic_ack, tag)
+            action: Callable[[], None] = functools.partial(message.channel.basic_ack, message.tag)
         elif deliveries.is_retryable(status) and attempt < self.topology.max_attempts:
             outcome = deliveries.RETRY
-            action = functools.partial(
-                self._retry_later, publisher, channel, tag, function, headers, body, attempt
-            )
+            action = functools.partial(self._retry_later, message, attempt)
         else:
             outcome = (
                 deliveries.DEAD_LETTERED if deliveries.is_retryable(status) else deliveries.REJECTED
             )
-            action = functools.partial(
-                self._dead_letter_message, publisher, channel, tag, function, headers, body, status
-            )
+            action = functools.partial(self._dead_letter_message, message, status)
         where = {
             "event_id": event.id,
             "event_type": event.type,
@@ -256,7 +258,7 @@ class Dispatcher:
         )
         if outcome in (deliveries.DEAD_LETTERED, deliveries.REJECTED):
             self._notify_dead_letter(function, event)
-        self._settle(connection, action)
+        self._settle(message, action)
 
     def _post(self, url: str, event: Event) -> tuple[int, str, float]:
         """Deliver once; returns (status, detail, seconds). Status 0 means no answer."""
@@ -306,9 +308,10 @@ class Dispatcher:
             # The log is for people; a database hiccup must not hold up the delivery itself.
             log.exception("event log write failed", extra={"event_id": event.id})
 
-    def _settle(self, connection: Any, action: Callable[[], None]) -> None:
+    def _settle(self, message: _Message, action: Callable[[], None]) -> None:
+        """Run ``action`` (which acks or nacks the message) on pika's I/O thread."""
         try:
-            connection.add_callback_threadsafe(action)
+            message.connection.add_callback_threadsafe(action)
         except Exception as exc:
             # The connection this message came on is gone; the broker redelivers it.
             log.warning(
@@ -318,14 +321,17 @@ class Dispatcher:
 
     # -- on pika's I/O thread ------------------------------------------------------------------
 
-    def _republish(
+    def _move(
         self,
-        publisher: Any,
+        message: _Message,
         queue: str,
         headers: dict[str, Any],
-        body: bytes,
+        *,
         expiration: str | None = None,
+        failure: str,
     ) -> None:
+        """Publish the message to ``queue`` with ``headers``, then ack it; when that publish
+        fails, log ``failure`` and nack it back onto its work queue instead."""
         properties = self._pika.BasicProperties(
             content_type="application/json",
             delivery_mode=2,
@@ -333,49 +339,27 @@ class Dispatcher:
             headers=headers,
             expiration=expiration,
         )
-        publisher.basic_publish("", queue, body, properties=properties)
-
-    def _retry_later(
-        self,
-        publisher: Any,
-        channel: Any,
-        tag: int,
-        function: str,
-        headers: dict[str, Any],
-        body: bytes,
-        attempt: int,
-    ) -> None:
-        queue = self.topology.delay_queue(function, attempt)
-        headers = {**headers, ATTEMPT_HEADER: attempt + 1}
         try:
-            self._republish(
-                publisher, queue, headers, body, expiration=str(self.topology.delay_ms(attempt))
-            )
+            message.publisher.basic_publish("", queue, message.body, properties=properties)
         except Exception:
-            log.exception(
-                "could not park a message for retry; it is requeued", extra={"function": function}
-            )
-            channel.basic_nack(tag, requeue=True)
+            log.exception(failure, extra={"function": message.function})
+            message.channel.basic_nack(message.tag, requeue=True)
             return
-        channel.basic_ack(tag)
+        message.channel.basic_ack(message.tag)
 
-    def _dead_letter_message(
-        self,
-        publisher: Any,
-        channel: Any,
-        tag: int,
-        function: str,
-        headers: dict[str, Any],
-        body: bytes,
-        status: int,
-    ) -> None:
-        headers = {**headers, FUNCTION_HEADER: function, STATUS_HEADER: status}
-        try:
-            self._republish(publisher, self.topology.dead_letter_queue(function), headers, body)
-        except Exception:
-            log.exception(
-                "could not dead-letter a message; it is requeued", extra={"function": function}
-            )
-            channel.basic_nack(tag, requeue=True)
-            return
-        channel.basic_ack(tag)
+    def _retry_later(self, message: _Message, attempt: int) -> None:
+        self._move(
+            message,
+            self.topology.delay_queue(message.function, attempt),
+            {**message.headers, ATTEMPT_HEADER: attempt + 1},
+            expiration=str(self.topology.delay_ms(attempt)),
+            failure="could not park a message for retry; it is requeued",
+        )
+
+    def _dead_letter_message(self, message: _Message, status: int) -> None:
+        self._move(
+            message,
+            self.topology.dead_letter_queue(message.function),
+            {**message.headers, FUNCTION_HEADER: message.function, STATUS_HEADER: status},
+            failure="could not dead-letter a message; it is requeued",
+        )

@@ -21,7 +21,6 @@ default) or a proxy to its own process; the routing and the answers are the same
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import re
@@ -39,10 +38,9 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from vid2mp3 import __version__, triggers
+from vid2mp3.local.wsgi import WsgiApp, json_response
 
 log = logging.getLogger(__name__)
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 NAMESPACE = "openfaas-fn"
 #: The binary-mode headers functions-framework needs to build a CloudEvent.
@@ -65,24 +63,6 @@ _HOP_BY_HOP = frozenset(
 _SPOOL_IN_MEMORY = 1024 * 1024
 _CHUNK = 64 * 1024
 _CALLBACK_TIMEOUT = 30.0
-
-
-def _json(
-    start_response: Callable[..., Any],
-    status: str,
-    body: Any,
-    headers: Iterable[tuple[str, str]] = (),
-) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            *headers,
-        ],
-    )
-    return [data]
 
 
 class _Answer:
@@ -151,16 +131,18 @@ class Gateway:
                 return handler(environ, start_response, name, rest)
         if method in ("GET", "HEAD"):
             if path == "/healthz":
-                return _json(start_response, "200 OK", {"status": "ok"})
+                return json_response(start_response, "200 OK", {"status": "ok"})
             if path == "/system/functions":
-                return _json(start_response, "200 OK", self.describe())
+                return json_response(start_response, "200 OK", self.describe())
             if path == "/system/info":
-                return _json(start_response, "200 OK", self.info())
+                return json_response(start_response, "200 OK", self.info())
             if path.startswith("/system/function/"):
                 return self._describe_one(start_response, path.removeprefix("/system/function/"))
         if self.index is not None:
             return self.index(environ, start_response)
-        return _json(start_response, "404 Not Found", {"error": f"nothing at {method} {path}"})
+        return json_response(
+            start_response, "404 Not Found", {"error": f"nothing at {method} {path}"}
+        )
 
     # -- synchronous calls ------------------------------------------------------------------
 
@@ -169,7 +151,7 @@ class Gateway:
     ) -> Iterable[bytes]:
         name, refusal = self._resolve(name, environ)
         if refusal is not None:
-            return _json(start_response, *refusal)
+            return json_response(start_response, *refusal)
         call_id = environ.get("HTTP_X_CALL_ID") or str(uuid.uuid4())
         self._count(name)
 
@@ -190,7 +172,7 @@ class Gateway:
         self, environ: dict[str, Any], start_response: Callable[..., Any], name: str, rest: str
     ) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
-            return _json(
+            return json_response(
                 start_response,
                 "405 Method Not Allowed",
                 {"error": "use POST for /async-function/<name>"},
@@ -198,10 +180,10 @@ class Gateway:
             )
         name, refusal = self._resolve(name, environ)
         if refusal is not None:
-            return _json(start_response, *refusal)
+            return json_response(start_response, *refusal)
         callback = environ.get("HTTP_X_CALLBACK_URL", "")
         if callback and not _is_http_url(callback):
-            return _json(
+            return json_response(
                 start_response,
                 "400 Bad Request",
                 {"error": f"X-Callback-Url must be an http(s) URL, not {callback!r}"},
@@ -397,8 +379,10 @@ class Gateway:
     def _describe_one(self, start_response: Callable[..., Any], name: str) -> list[bytes]:
         name = name.strip("/").partition(".")[0]
         if name not in self.apps:
-            return _json(start_response, "404 Not Found", {"error": f"no function {name!r}"})
-        return _json(start_response, "200 OK", self._status(name))
+            return json_response(
+                start_response, "404 Not Found", {"error": f"no function {name!r}"}
+            )
+        return json_response(start_response, "200 OK", self._status(name))
 
     def info(self) -> dict[str, Any]:
         """``GET /system/info`` as ``faas-cli version`` reads it."""

@@ -14,27 +14,18 @@ Knative Services in ``infra/knative/`` probe the same two paths.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+from vid2mp3.local.wsgi import WsgiApp, json_response
 
 LIVENESS_PATHS = frozenset({"/_/health", "/healthz"})
 READINESS_PATH = "/_/ready"
 
 
 def _answer(start_response: Callable[..., Any], status: str, body: dict[str, str]) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            ("Cache-Control", "no-store"),
-        ],
-    )
-    return [data]
+    # A probe's answer is about this moment only.
+    return json_response(start_response, status, body, [("Cache-Control", "no-store")])
 
 
 class HealthEndpoints:

@@ -25,10 +25,13 @@ from vid2mp3.local import functions
 log = logging.getLogger(__name__)
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _listening(host: str, port: int) -> bool:
@@ -66,7 +69,10 @@ class FunctionProcesses:
     ) -> None:
         self.host = host
         self.env = dict(env)
-        self.processes = {name: FunctionProcess(name, free_port(host)) for name in names}
+        ports = free_ports(host, len(names))
+        self.processes = {
+            name: FunctionProcess(name, p) for name, p in zip(names, ports, strict=True)
+        }
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 

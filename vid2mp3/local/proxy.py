@@ -8,10 +8,11 @@ treats as "try again later", as it would a restarting container.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from vid2mp3.local.wsgi import json_response
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,7 @@ def _send_body(
 
 
 def _error(start_response: Callable[..., Any], status: str, message: str) -> list[bytes]:
-    body = json.dumps({"error": message}).encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("Retry-After", "2"),
-        ],
-    )
-    return [body]
+    return json_response(start_response, status, {"error": message}, [("Retry-After", "2")])
 
 
 class FunctionProxy:

@@ -83,19 +83,22 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
             # Migrate once here, before the function processes start and would race to do it.
             services = bootstrap.build(config)
             bootstrap.install(services)
+            # Bind our own port before the function processes pick theirs, so none takes it.
+            gateway = Gateway({}, index=webui.create_app())
+            server = make_server(host, port, gateway, threaded=True)
             supervisor = FunctionProcesses(
                 ALL_FUNCTIONS, env={**os.environ, "PUBLIC_URL": config.public_url}
             )
             supervisor.start()
-            gateway = Gateway(
+            gateway.apps.update(
                 {
                     name: FunctionProxy(name, supervisor.host, proc.port)
                     for name, proc in supervisor.processes.items()
-                },
-                index=webui.create_app(),
+                }
             )
         else:
             gateway, services = build_gateway(config)
+            server = make_server(host, port, gateway, threaded=True)
         if uses_dispatcher(config):
             call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
             dispatcher = make_dispatcher(config, services, f"http://{call_host}:{port}/function")
@@ -103,7 +106,6 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
             dispatcher.declare()
         if supervisor is not None:
             supervisor.wait_ready()
-        server = make_server(host, port, gateway, threaded=True)
         if dispatcher is not None:
             dispatcher.start()
 

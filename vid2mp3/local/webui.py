@@ -11,10 +11,11 @@ an unchanged file costs a ``304``. Production serves the same folder from any st
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from vid2mp3.local.wsgi import json_response
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -70,9 +71,9 @@ class StaticSite:
         name = "index.html" if path == "/" else path.removeprefix("/")
         file = self.files.get(name)
         if file is None:
-            return _json(start_response, "404 Not Found", {"error": f"nothing at {path}"})
+            return json_response(start_response, "404 Not Found", {"error": f"nothing at {path}"})
         if method not in ("GET", "HEAD"):
-            return _json(
+            return json_response(
                 start_response,
                 "405 Method Not Allowed",
                 {"error": f"{method} is not allowed on {path}; use GET"},
@@ -103,21 +104,3 @@ def create_app(folder: Path | None = None) -> StaticSite:
 
 def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
-
-
-def _json(
-    start_response: Callable[..., Any],
-    status: str,
-    body: Any,
-    extra: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            *(extra or []),
-        ],
-    )
-    return [data]

@@ -20,15 +20,9 @@ function base64Utf8(text) {
   return btoa(binary);
 }
 
-// The message to show for a refused request: the server's {"error": ...} word for word when
-// there is one, S3's <Message> for storage errors, else the status line.
-export async function errorMessage(response) {
-  let text = "";
-  try {
-    text = await response.text();
-  } catch {
-    // The body is gone (aborted); the status line below still says something.
-  }
+// What a refusal's body says: the server's {"error": ...} word for word when there is one,
+// S3's <Message> for storage errors; null when it says neither.
+export function reasonIn(text) {
   try {
     const body = JSON.parse(text);
     if (body && typeof body.error === "string" && body.error) return body.error;
@@ -36,7 +30,18 @@ export async function errorMessage(response) {
     const xml = /<Message>([^<]*)<\/Message>/.exec(text);
     if (xml) return xml[1];
   }
-  return `the server answered ${response.status} ${response.statusText}`.trim();
+  return null;
+}
+
+// The message to show for a refused request: its body's reason, else the status line.
+export async function errorMessage(response) {
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    // The body is gone (aborted); the status line below still says something.
+  }
+  return reasonIn(text) ?? `the server answered ${response.status} ${response.statusText}`.trim();
 }
 
 export class Api {

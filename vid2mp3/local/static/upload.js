@@ -2,6 +2,8 @@
 // presigned part URLs sent a few at a time. XMLHttpRequest, not fetch, because only it reports
 // upload progress.
 
+import { reasonIn } from "./api.js";
+
 export const PARALLEL_PARTS = 3;
 const PART_RETRIES = 2;
 
@@ -23,15 +25,10 @@ export class UploadError extends Error {
 }
 
 function failureMessage(xhr) {
-  const text = xhr.responseText || "";
-  try {
-    const body = JSON.parse(text);
-    if (body && typeof body.error === "string" && body.error) return body.error;
-  } catch {
-    const xml = /<Message>([^<]*)<\/Message>/.exec(text);
-    if (xml) return xml[1];
-  }
-  return `the upload was refused (${xhr.status} ${xhr.statusText})`.trim();
+  return (
+    reasonIn(xhr.responseText || "") ??
+    `the upload was refused (${xhr.status} ${xhr.statusText})`.trim()
+  );
 }
 
 function isRetryable(status) {
