@@ -208,3 +208,12 @@ def test_a_transient_failure_is_delivered_on_a_later_attempt(
     assert len(attempts) == 3
     assert not bus.dead_letters
     assert job_row(services, job_id).state == "completed"
+    # Every attempt is in the event log that `vid2mp3 events list` reads.
+    with services.uow() as uow:
+        logged = uow.event_log.get(uploaded_event(services, job_id).id)
+    assert logged is not None
+    assert [(d.target, d.attempt, d.outcome) for d in logged.deliveries] == [
+        ("convert", 1, "retry"),
+        ("convert", 2, "retry"),
+        ("convert", 3, "delivered"),
+    ]

@@ -113,6 +113,10 @@ def build(config: Config | None = None, **overrides: object) -> Services:
     )
     if overrides:
         raise TypeError(f"unknown overrides: {sorted(overrides)}")
+    from vid2mp3.bus.memory import MemoryBus
+
+    if isinstance(services.sink, MemoryBus) and services.sink.on_delivery is None:
+        services.sink.on_delivery = services.record_delivery
     return services
 
 

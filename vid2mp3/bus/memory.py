@@ -15,6 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vid2mp3.deliveries import (
+    DEAD_LETTERED,
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    Delivery,
+    is_retryable,
+)
 from vid2mp3.events import Event
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, subscribers
 
@@ -39,6 +47,8 @@ class MemoryBus:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.published: list[Event] = []
+        #: Called after every delivery attempt (the event log); ``None``: not recorded.
+        self.on_delivery: Callable[[Event, Delivery], None] | None = None
         self.dead_letters: list[tuple[str, Event, int]] = []
         self._deliver: Deliver | None = None
         self._heap: list[_Delivery] = []
@@ -79,6 +89,7 @@ class MemoryBus:
 
     def _run_one(self, item: _Delivery) -> None:
         assert self._deliver is not None
+        started = time.monotonic()
         try:
             status = self._deliver(item.function, item.event)
         except Exception:
@@ -86,12 +97,19 @@ class MemoryBus:
                 "delivery crashed", extra={"function": item.function, "event_id": item.event.id}
             )
             status = 500
+        retry = is_retryable(status)
+        if 200 <= status < 300:
+            outcome = DELIVERED
+        elif retry and item.attempt < self.max_attempts:
+            outcome = RETRY
+        else:
+            outcome = REJECTED if not retry else DEAD_LETTERED
+        self._log_delivery(item, status, outcome, time.monotonic() - started)
         with self._cond:
             self._in_flight -= 1
-            retry = status >= 500 or status == 429
-            if 200 <= status < 300 or item.function.startswith(DEAD_LETTER_FUNCTION):
+            if outcome == DELIVERED or item.function.startswith(DEAD_LETTER_FUNCTION):
                 pass
-            elif retry and item.attempt < self.max_attempts:
+            elif outcome == RETRY:
                 delay = self.base_delay * 2 ** (item.attempt - 1)
                 log.warning(
                     "delivery failed, will retry",
@@ -135,6 +153,24 @@ class MemoryBus:
                     ),
                 )
             self._cond.notify_all()
+
+    def _log_delivery(self, item: _Delivery, status: int, outcome: str, duration: float) -> None:
+        if self.on_delivery is None:
+            return
+        delivery = Delivery(
+            event_id=item.event.id,
+            target=item.function,
+            attempt=item.attempt,
+            status=status,
+            outcome=outcome,
+            duration=round(duration, 3),
+            delivered_at=time.time(),
+        )
+        try:
+            self.on_delivery(item.event, delivery)
+        except Exception:
+            # The log is for people; failing to write it must not hold up the delivery.
+            log.exception("event log write failed", extra={"event_id": item.event.id})
 
     def run_until_idle(self) -> None:
         """Deliver in the calling thread until nothing is queued, due later, or in flight."""
