@@ -7,6 +7,7 @@ Each port's adapter is picked by the scheme of its URL in ``Config``. Heavy clie
 
 from __future__ import annotations
 
+import functools
 import threading
 from urllib.parse import urlsplit
 
@@ -114,9 +115,10 @@ def build(config: Config | None = None, **overrides: object) -> Services:
     if overrides:
         raise TypeError(f"unknown overrides: {sorted(overrides)}")
     from vid2mp3.bus.memory import MemoryBus
+    from vid2mp3.db.unit_of_work import record_delivery
 
     if isinstance(services.sink, MemoryBus) and services.sink.on_delivery is None:
-        services.sink.on_delivery = services.record_delivery
+        services.sink.on_delivery = functools.partial(record_delivery, services.db)
     return services
 
 

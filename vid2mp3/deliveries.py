@@ -22,6 +22,15 @@ def is_retryable(status: int) -> bool:
     return status == 0 or status == 429 or status >= 500
 
 
+def outcome_of(status: int, attempt: int, max_attempts: int) -> str:
+    """What a broker does after attempt ``attempt`` of ``max_attempts`` answered ``status``."""
+    if 200 <= status < 300:
+        return DELIVERED
+    if not is_retryable(status):
+        return REJECTED
+    return RETRY if attempt < max_attempts else DEAD_LETTERED
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One attempt to hand an event to a function."""

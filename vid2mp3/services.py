@@ -11,7 +11,6 @@ from vid2mp3 import events
 from vid2mp3.config import Config
 from vid2mp3.db.database import Database
 from vid2mp3.db.unit_of_work import UnitOfWork
-from vid2mp3.deliveries import Delivery
 from vid2mp3.ports import BlobStore, EventSink, Mailer, Summarizer
 
 log = logging.getLogger(__name__)
@@ -41,12 +40,6 @@ class Services:
         if "summarizer" not in self._cache:
             self._cache["summarizer"] = self.summarizer_factory()
         return self._cache["summarizer"]
-
-    def record_delivery(self, event: events.Event, delivery: Delivery) -> None:
-        """Add one delivery attempt to the SQL event log (``vid2mp3 events list``)."""
-        with self.uow() as uow:
-            uow.event_log.record(event, delivery)
-            uow.commit()
 
     def publish_pending(self, job_id: str) -> None:
         """Publish the job's outbox events that are not yet marked sent.

@@ -15,14 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vid2mp3.deliveries import (
-    DEAD_LETTERED,
-    DELIVERED,
-    REJECTED,
-    RETRY,
-    Delivery,
-    is_retryable,
-)
+from vid2mp3.deliveries import DELIVERED, RETRY, Delivery, outcome_of
 from vid2mp3.events import Event
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, subscribers
 
@@ -47,7 +40,7 @@ class MemoryBus:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.published: list[Event] = []
-        #: Called after every delivery attempt (the event log); ``None``: not recorded.
+        #: Called after every delivery attempt (the event log); must not raise. ``None``: no log.
         self.on_delivery: Callable[[Event, Delivery], None] | None = None
         self.dead_letters: list[tuple[str, Event, int]] = []
         self._deliver: Deliver | None = None
@@ -97,13 +90,7 @@ class MemoryBus:
                 "delivery crashed", extra={"function": item.function, "event_id": item.event.id}
             )
             status = 500
-        retry = is_retryable(status)
-        if 200 <= status < 300:
-            outcome = DELIVERED
-        elif retry and item.attempt < self.max_attempts:
-            outcome = RETRY
-        else:
-            outcome = REJECTED if not retry else DEAD_LETTERED
+        outcome = outcome_of(status, item.attempt, self.max_attempts)
         self._log_delivery(item, status, outcome, time.monotonic() - started)
         with self._cond:
             self._in_flight -= 1
@@ -166,11 +153,7 @@ class MemoryBus:
             duration=round(duration, 3),
             delivered_at=time.time(),
         )
-        try:
-            self.on_delivery(item.event, delivery)
-        except Exception:
-            # The log is for people; failing to write it must not hold up the delivery.
-            log.exception("event log write failed", extra={"event_id": item.event.id})
+        self.on_delivery(item.event, delivery)
 
     def run_until_idle(self) -> None:
         """Deliver in the calling thread until nothing is queued, due later, or in flight."""

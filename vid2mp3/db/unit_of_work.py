@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +15,10 @@ from vid2mp3.db.repositories import (
     ProcessedEvents,
     Users,
 )
+from vid2mp3.deliveries import Delivery
+from vid2mp3.events import Event
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -59,3 +64,14 @@ class UnitOfWork:
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return self.db.is_duplicate_key(exc)
+
+
+def record_delivery(db: Database, event: Event, delivery: Delivery) -> None:
+    """Add one delivery attempt to the event log. Never raises: the log is for people, and a
+    database hiccup must not hold up the delivery it describes."""
+    try:
+        with UnitOfWork(db) as uow:
+            uow.event_log.record(event, delivery)
+            uow.commit()
+    except Exception:
+        log.exception("event log write failed", extra={"event_id": event.id})

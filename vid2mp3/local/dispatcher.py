@@ -32,7 +32,7 @@ from vid2mp3 import deliveries
 from vid2mp3.bus.amqp import AmqpAddress, connection_errors, event_from_message, import_pika
 from vid2mp3.bus.http import post_event
 from vid2mp3.db.database import Database
-from vid2mp3.db.unit_of_work import UnitOfWork
+from vid2mp3.db.unit_of_work import record_delivery
 from vid2mp3.deliveries import Delivery
 from vid2mp3.errors import InvalidInput
 from vid2mp3.events import Event
@@ -226,16 +226,13 @@ class Dispatcher:
             self._settle(message, functools.partial(self._dead_letter_message, message, 0))
             return
         status, detail, duration = self._post(f"{self.invoke_url}/{function}", event)
-        if 200 <= status < 300:
-            outcome = deliveries.DELIVERED
-            action: Callable[[], None] = functools.partial(message.channel.basic_ack, message.tag)
-        elif deliveries.is_retryable(status) and attempt < self.topology.max_attempts:
-            outcome = deliveries.RETRY
+        outcome = deliveries.outcome_of(status, attempt, self.topology.max_attempts)
+        action: Callable[[], None]
+        if outcome == deliveries.DELIVERED:
+            action = functools.partial(message.channel.basic_ack, message.tag)
+        elif outcome == deliveries.RETRY:
             action = functools.partial(self._retry_later, message, attempt)
         else:
-            outcome = (
-                deliveries.DEAD_LETTERED if deliveries.is_retryable(status) else deliveries.REJECTED
-            )
             action = functools.partial(self._dead_letter_message, message, status)
         where = {
             "event_id": event.id,
@@ -298,15 +295,8 @@ class Dispatcher:
         )
 
     def _record(self, event: Event, delivery: Delivery) -> None:
-        if self.db is None:
-            return
-        try:
-            with UnitOfWork(self.db) as uow:
-                uow.event_log.record(event, delivery)
-                uow.commit()
-        except Exception:
-            # The log is for people; a database hiccup must not hold up the delivery itself.
-            log.exception("event log write failed", extra={"event_id": event.id})
+        if self.db is not None:
+            record_delivery(self.db, event, delivery)
 
     def _settle(self, message: _Message, action: Callable[[], None]) -> None:
         """Run ``action`` (which acks or nacks the message) on pika's I/O thread."""
