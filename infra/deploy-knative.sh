@@ -82,4 +82,6 @@ apply_images infra/knative/services
 run kubectl wait --for=condition=Ready ksvc --all --namespace "$NAMESPACE" --timeout=10m
 run kubectl apply -f infra/knative/triggers.yaml
 run kubectl wait --for=condition=Ready trigger --all --namespace "$NAMESPACE" --timeout=5m
+# The outbox relay: what a broker outage left unsent goes out once the broker is back.
+apply_manifest infra/knative/relay.yaml
 run kn service list --namespace "$NAMESPACE"

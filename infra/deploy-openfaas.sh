@@ -77,12 +77,15 @@ else
   run faas-cli up -f stack.yml
 fi
 
-# Events. CE: our dispatcher, from RabbitMQ to /async-function/<name> through the gateway.
+# Events. CE: our dispatcher, from RabbitMQ to /async-function/<name> through the gateway (it
+# runs the outbox relay too).
 # Standard/Enterprise: the RabbitMQ connector, with the functions' "topic" annotations.
 if [ "$CONNECTOR" -eq 1 ]; then
   run helm upgrade --install rabbitmq-connector openfaas/rabbitmq-connector --namespace openfaas \
     -f infra/openfaas/rabbitmq-connector-values.yaml
   run kubectl rollout status deployment/rabbitmq-connector --namespace openfaas --timeout=5m
+  # The connector only delivers; the outbox relay (in the dispatcher on CE) runs on its own.
+  apply_manifest infra/openfaas/relay.yaml
 else
   apply_manifest infra/openfaas/dispatcher.yaml
   run kubectl rollout status deployment/vid2mp3-dispatcher --namespace "$FUNCTION_NAMESPACE" \

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from tests.fixtures.net import Served
-from vid2mp3.bus.amqp import AmqpAddress, AmqpEventSink, event_from_message
+from vid2mp3.bus.amqp import AmqpAddress, AmqpEventSink, event_from_message, message_headers
 from vid2mp3.bus.http import HttpEventSink
 from vid2mp3.errors import ConfigError, InvalidInput, TransientError
 from vid2mp3.events import AUDIO_CONVERTED, VIDEO_UPLOADED, Event
@@ -165,6 +165,21 @@ def test_messages_from_other_producers_are_read() -> None:
         event_from_message({"type": VIDEO_UPLOADED, "source": "/x"}, b"{}")
     with pytest.raises(InvalidInput, match="JSON"):
         event_from_message({"id": "1", "type": "t", "source": "/x"}, b"not json")
+
+
+def test_a_message_and_an_http_cloudevent_become_the_same_event() -> None:
+    from cloudevents.http import from_http
+
+    from vid2mp3.entrypoints import to_event
+
+    event = _event()
+    body = json.dumps(event.data).encode()
+    assert event_from_message(message_headers(event), body) == event
+    assert to_event(from_http(event.binary_headers(), body)) == event
+    with pytest.raises(InvalidInput, match="the message body must be a JSON object"):
+        event_from_message(message_headers(event), b"[1]")
+    with pytest.raises(InvalidInput, match="CloudEvent data must be a JSON object"):
+        to_event(from_http(event.binary_headers(), b"[1]"))
 
 
 # -- the HTTP sink (Knative broker ingress / K_SINK) -------------------------------------------

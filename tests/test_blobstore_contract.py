@@ -1,12 +1,16 @@
 """One contract for every ``BlobStore``: local folder, GridFS (mongomock, or the real server
-named by ``TEST_MONGO_URL``) and S3 (moto's server over real HTTP).
+named by ``TEST_MONGO_URL``), S3 (moto's server over real HTTP) and the test fake
+(``RecordingStore``); then one for each optional capability: ``DirectTransfer`` over S3, the only
+store that offers it, and ``SummaryArchive`` over GridFS and the fake.
 
 What the whole suite checks on each backend: streamed put/get with short reads, sizes, empty
 objects, overwrite (and that a failed overwrite keeps the old object), delete, missing objects
 (``NotFound`` / ``None``), metadata where the backend keeps it, that ffmpeg converts a video
 straight from ``media_source`` (an MP4 whose index sits at the end, so reading it must seek), and
-a 100 MiB object put and read back with bounded memory. S3 alone: presigned PUT, presigned
-multipart parts finished server-side, presigned GET.
+a 100 MiB object put and read back with bounded memory. Every ``DirectTransfer``: a file
+uploaded to its ``upload_target`` (one PUT or multipart parts), finished, and downloaded from
+its ``download_url`` under the name asked for; the other stores do not claim it. S3 alone: the
+signed headers, parts finished server-side when complete and refused when not.
 
 Left untested because moto checks neither signatures nor expiry: that a presigned PUT refuses a
 different Content-Type or Content-Length, that a part URL refuses a part of another size, that
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
@@ -36,9 +41,10 @@ from typing import Any
 import pytest
 import requests
 
-from vid2mp3 import media
+from tests.fixtures.fake_archive import RecordingStore
+from vid2mp3 import bootstrap, media
 from vid2mp3.errors import ConfigError, Conflict, NotFound, TransientError
-from vid2mp3.ports import BlobStore, iter_chunks
+from vid2mp3.ports import BlobStore, DirectTransfer, SummaryArchive, UploadTarget, iter_chunks
 from vid2mp3.storage.gridfs import GridFSBlobStore
 from vid2mp3.storage.local import LocalBlobStore
 from vid2mp3.storage.s3 import MIN_PART_SIZE, S3BlobStore
@@ -47,6 +53,10 @@ pytest_plugins = ["tests.fixtures.backends"]
 
 MIB = 1024 * 1024
 BACKENDS = ("local", "gridfs", "s3")
+# Test fakes pass the same contract; they are not backends bootstrap could choose.
+FAKES = ("recording",)
+DIRECT_TRANSFERS = ("s3",)
+ARCHIVES = ("gridfs", "recording")
 LARGE = 100 * MIB
 # A store may hold the part it is sending (S3: 8 MiB) and a chunk or two (measured: local and
 # GridFS ~2 MiB, S3 ~10 MiB); holding the 100 MiB object, or a good share of it, must fail.
@@ -57,6 +67,8 @@ VIDEO_META = {"file_type": "video", "user_id": "u-1", "job_id": "j-1", "status":
 def _make_store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Any:
     if backend == "local":
         return LocalBlobStore(tmp_path / "blobs")
+    if backend == "recording":
+        return RecordingStore(tmp_path / "blobs")
     if backend == "gridfs":
         return GridFSBlobStore.from_url(request.getfixturevalue("gridfs_url"))
     # Smallest legal parts, so a few MiB already exercise multipart uploads.
@@ -68,13 +80,28 @@ def _make_store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) ->
     )
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    made = _make_store(request, request.param, tmp_path)
+def _closing(made: Any) -> Iterator[Any]:
     yield made
     close = getattr(made, "close", None)
     if close is not None:
         close()
+
+
+@pytest.fixture(params=BACKENDS + FAKES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    yield from _closing(_make_store(request, request.param, tmp_path))
+
+
+@pytest.fixture(params=DIRECT_TRANSFERS)
+def direct(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A store that is also a ``DirectTransfer``."""
+    yield from _closing(_make_store(request, request.param, tmp_path))
+
+
+@pytest.fixture(params=ARCHIVES)
+def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A store that is also a ``SummaryArchive``."""
+    yield from _closing(_make_store(request, request.param, tmp_path))
 
 
 @pytest.fixture
@@ -252,10 +279,18 @@ def test_stores_without_urls_send_bytes_through_jobs(store: BlobStore) -> None:
         assert store.upload_target("v/a.mp4", size=10, content_type="video/mp4", expires_in=60)
         assert store.download_url("v/a.mp3", filename="a.mp3", expires_in=60)
     else:
-        assert (
-            store.upload_target("v/a.mp4", size=10, content_type="video/mp4", expires_in=60) is None
-        )
-        assert store.download_url("v/a.mp3", filename="a.mp3", expires_in=60) is None
+        # Not a DirectTransfer at all, rather than one that answers None.
+        for method in ("upload_target", "finish_upload", "download_url"):
+            assert not hasattr(store, method), method
+
+
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)
+def test_bootstrap_wires_exactly_what_each_store_offers(store: BlobStore) -> None:
+    direct, archive = bootstrap.capabilities(store)
+    assert (direct is store) == hasattr(store, "upload_target")
+    assert (archive is store) == hasattr(store, "record_summary")
+    assert direct is None or direct is store
+    assert archive is None or archive is store
 
 
 class MemoryProbe(AbstractContextManager["MemoryProbe"]):
@@ -310,16 +345,96 @@ def test_100_mib_object_streams_with_bounded_memory(
     store.delete("big/movie.mp4")
 
 
-def test_gridfs_records_one_summary_per_job(gridfs_url: str) -> None:
-    store = GridFSBlobStore.from_url(gridfs_url)
-    store.record_summary({"job_id": "j-1", "summary": "first try"})
-    store.record_summary({"job_id": "j-1", "summary": "redelivered"})
-    store.record_summary({"job_id": "j-2", "summary": "other"})
-    found = {d["job_id"]: d["summary"] for d in store.database["summaries"].find()}
+# --- every SummaryArchive -----------------------------------------------------------------------
+
+
+def _archived(archive: SummaryArchive) -> list[dict[str, Any]]:
+    """The documents ``archive`` holds, as they would be read back."""
+    if isinstance(archive, GridFSBlobStore):
+        return [
+            {k: v for k, v in d.items() if k != "_id"} for d in archive.database["summaries"].find()
+        ]
+    assert isinstance(archive, RecordingStore)
+    return archive.summaries
+
+
+def test_archive_records_one_summary_per_job(archive: SummaryArchive) -> None:
+    archive.record_summary({"job_id": "j-1", "summary": "first try"})
+    archive.record_summary({"job_id": "j-1", "summary": "redelivered"})
+    archive.record_summary({"job_id": "j-2", "summary": "other"})
+    found = {d["job_id"]: d["summary"] for d in _archived(archive)}
     assert found == {"j-1": "redelivered", "j-2": "other"}
 
 
-# --- S3: bytes that never pass through a function -----------------------------------------------
+def test_archive_keeps_the_document_as_given(archive: SummaryArchive) -> None:
+    doc = {
+        "job_id": "j-1",
+        "file_id": "audio/j-1/Café.mp3",
+        "summary": "Ünïcode survives.",
+        "context_truncated": False,
+        "duration": 12.5,
+    }
+    archive.record_summary(doc)
+    assert _archived(archive) == [doc]
+    # pymongo adds an ``_id`` to what it inserts; the caller's mapping stays as it was.
+    assert "_id" not in doc
+
+
+# --- every DirectTransfer: bytes that never pass through a function -----------------------------
+
+
+def _send_part(target: UploadTarget, number: int, data: bytes) -> None:
+    chunk = data[(number - 1) * target.part_size : number * target.part_size]
+    response = requests.put(
+        target.parts[number - 1],
+        data=chunk,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _upload(target: UploadTarget, data: bytes) -> None:
+    """What a browser does with ``target``: every part in turn, else one request."""
+    if target.parts:
+        for number in range(1, len(target.parts) + 1):
+            _send_part(target, number, data)
+        return
+    response = requests.request(
+        target.method, target.url, data=data, headers=dict(target.headers), timeout=30
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("size", [100_000, MIN_PART_SIZE + 54_321], ids=["put", "multipart"])
+def test_direct_upload_finish_and_download(direct: Any, size: int) -> None:
+    transfer: DirectTransfer = direct
+    data = random.Random(size).randbytes(size)
+    key = "v/j/direct.mp4"
+    target = transfer.upload_target(key, size=size, content_type="video/mp4", expires_in=600)
+    assert isinstance(target, UploadTarget)
+    assert target.expires_at > time.time()
+    _upload(target, data)
+    transfer.finish_upload(key, size=size)
+    transfer.finish_upload(key, size=size)  # a client retrying "complete" is harmless
+    assert direct.size(key) == size
+    url = transfer.download_url(key, filename="clip.mp4", expires_in=600)
+    assert isinstance(url, str)
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200
+    assert response.content == data
+
+
+def test_direct_download_url_names_the_file(direct: Any) -> None:
+    direct.put_stream("mp3/j/a.mp3", Trickle(b"ID3 audio"), content_type="audio/mpeg", metadata={})
+    url = direct.download_url("mp3/j/a.mp3", filename="Café 1.mp3", expires_in=600)
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200
+    assert response.content == b"ID3 audio"
+    assert "filename*=UTF-8''Caf%C3%A9%201.mp3" in response.headers["Content-Disposition"]
+
+
+# --- S3: how its presigned URLs work --------------------------------------------------------------
 
 
 def _signed_headers(url: str) -> set[str]:
@@ -356,15 +471,8 @@ def test_s3_presigned_put(s3: S3BlobStore) -> None:
 
 
 def _put_part(target: Any, number: int, data: bytes) -> None:
-    chunk = data[(number - 1) * target.part_size : number * target.part_size]
     assert "content-length" in _signed_headers(target.parts[number - 1])
-    response = requests.put(
-        target.parts[number - 1],
-        data=chunk,
-        headers={"Content-Type": "application/octet-stream"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
+    _send_part(target, number, data)
 
 
 def test_s3_presigned_multipart_upload_finished_server_side(s3: S3BlobStore) -> None:
@@ -410,15 +518,6 @@ def test_s3_delete_aborts_an_unfinished_multipart_upload(s3: S3BlobStore) -> Non
     assert s3.size("v/j/gone.mp4") is None
 
 
-def test_s3_presigned_get_names_the_download(s3: S3BlobStore) -> None:
-    s3.put_stream("mp3/j/a.mp3", Trickle(b"ID3 audio"), content_type="audio/mpeg", metadata={})
-    url = s3.download_url("mp3/j/a.mp3", filename="Café 1.mp3", expires_in=600)
-    response = requests.get(url, timeout=30)
-    assert response.status_code == 200
-    assert response.content == b"ID3 audio"
-    assert "filename*=UTF-8''Caf%C3%A9%201.mp3" in response.headers["Content-Disposition"]
-
-
 def test_s3_media_source_is_a_presigned_url(s3: S3BlobStore) -> None:
     s3.put_stream("v/j/a.mp4", Trickle(b"bytes"), content_type="video/mp4", metadata={})
     with s3.media_source("v/j/a.mp4") as source:
@@ -460,6 +559,8 @@ def test_unreachable_backends_raise_transient_errors() -> None:
     gridfs = GridFSBlobStore.from_url("mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=200")
     with pytest.raises(TransientError):
         gridfs.size("a.mp4")
+    with pytest.raises(TransientError):
+        gridfs.record_summary({"job_id": "j-1", "summary": "kept for the retry"})
     gridfs.close()
     url, env = (
         "s3://b?endpoint=http://127.0.0.1:1",

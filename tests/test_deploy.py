@@ -50,6 +50,7 @@ MANIFESTS = sorted(
         *(INFRA / "k8s").glob("*.yaml"),
         *(INFRA / "knative").rglob("*.yaml"),
         INFRA / "openfaas" / "dispatcher.yaml",
+        INFRA / "openfaas" / "relay.yaml",
     ]
 )
 KNATIVE_SECRETS_DIR = "/var/run/secrets/vid2mp3"
@@ -127,9 +128,11 @@ def knative_env(name: str) -> dict[str, str]:
     env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
     for binding in objects("SinkBinding"):
         subject = binding["spec"]["subject"]
+        if subject["kind"] != "Service":
+            continue  # the relay's binding, for its Deployment
         wanted = subject["selector"]["matchLabels"]
         labels = service["metadata"]["labels"]
-        if subject["kind"] == "Service" and wanted.items() <= labels.items():
+        if wanted.items() <= labels.items():
             env["K_SINK"] = "(the broker, from the SinkBinding)"
     return env
 
@@ -178,7 +181,10 @@ def settings() -> tuple[frozenset[str], frozenset[str]]:
     """(plain keys, secret keys) read by vid2mp3/config.py and the S3 adapter."""
     plain: set[str] = set()
     secret: set[str] = set()
-    for module, secret_helpers in (("config.py", {"_read_secret"}), ("storage/s3.py", {"_secret"})):
+    for module, secret_helpers in (
+        ("config.py", {"read_secret"}),
+        ("storage/s3.py", {"read_secret"}),
+    ):
         visitor = EnvKeys(secret_helpers, {"_int", "_float", "_flag"})
         visitor.visit(ast.parse((ROOT / "vid2mp3" / module).read_text()))
         plain |= visitor.plain
@@ -304,7 +310,7 @@ def test_openfaas_topics_and_connector_queues_follow_the_trigger_table() -> None
 
 def test_ce_dispatcher_deployment_invokes_the_async_gateway_path() -> None:
     (deployment,) = [
-        d for d in objects("Deployment") if d["metadata"]["namespace"] == "openfaas-fn"
+        d for d in objects("Deployment") if d["metadata"]["name"].endswith("dispatcher")
     ]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == [
@@ -325,6 +331,29 @@ def test_ce_dispatcher_deployment_invokes_the_async_gateway_path() -> None:
         assert env[f"{key}_FILE"].startswith(f"{OPENFAAS_SECRETS_DIR}/")
         assert env[f"{key}_FILE"].rsplit("/", 1)[1] in mounted
     Config.from_env({**env, **{k.removesuffix("_FILE"): "x" for k in env if k.endswith("_FILE")}})
+
+
+@pytest.mark.parametrize("platform", ["knative", "openfaas"])
+def test_each_platform_deploys_the_outbox_relay(platform: str) -> None:
+    (relay,) = [
+        d
+        for d in objects("Deployment")
+        if d["metadata"]["name"] == "vid2mp3-relay"
+        and (d["metadata"]["namespace"] == "vid2mp3") == (platform == "knative")
+    ]
+    (container,) = relay["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["vid2mp3", "relay"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert {"DATABASE_URL_FILE", "JWT_SECRET_FILE"} <= set(env)
+    if platform == "knative":
+        (binding,) = [
+            b for b in objects("SinkBinding") if b["spec"]["subject"].get("name") == "vid2mp3-relay"
+        ]
+        assert binding["spec"]["sink"]["ref"]["kind"] == "Broker"
+    else:
+        assert "EVENTS_URL_FILE" in env
+    script = (INFRA / f"deploy-{platform}.sh").read_text()
+    assert f"infra/{platform}/relay.yaml" in script
 
 
 # -- settings: documented, present on both platforms, secrets as files -----------------------
@@ -622,7 +651,10 @@ def test_only_the_converter_stage_installs_ffmpeg() -> None:
     runtime = stages["runtime-base"]
     for setting in ("HOME=/tmp", "VID2MP3_HOME=/tmp/vid2mp3", "PORT=8080"):
         assert setting in runtime
-    assert 'CMD ["gunicorn", "vid2mp3.local.container:create_app()"]' in final
+    assert (
+        'CMD ["gunicorn", "--config", "python:vid2mp3.local.gunicorn_conf", '
+        '"vid2mp3.local.container:create_app()"]'
+    ) in final
     assert "EXPOSE 8080" in final and "HEALTHCHECK" in final
 
 
@@ -689,7 +721,8 @@ def test_create_app_needs_a_known_function(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.fixture
 def container_process(tmp_path: Path) -> Iterator[str]:
-    """The image's command, ``gunicorn "vid2mp3.local.container:create_app()"``, for ``jobs``."""
+    """The image's command (gunicorn with our config, serving ``container:create_app()``), for
+    ``jobs``."""
     port = free_port()
     runtime_env = re.search(r'GUNICORN_CMD_ARGS="([^"]+)"', dockerfile())
     assert runtime_env
@@ -706,7 +739,12 @@ def container_process(tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as err:
         process = subprocess.Popen(
-            [tool("gunicorn"), "vid2mp3.local.container:create_app()"],
+            [
+                tool("gunicorn"),
+                "--config",
+                "python:vid2mp3.local.gunicorn_conf",
+                "vid2mp3.local.container:create_app()",
+            ],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
@@ -805,7 +843,7 @@ def test_knative_dry_run_points_images_at_another_registry(secrets_dir: Path) ->
         "deploy-knative.sh", "--registry", "registry.example.com/team", secrets=secrets_dir
     )
     rewrites = [c for c in commands if c[0] == "sed"]
-    assert len(rewrites) == len(triggers.ALL_FUNCTIONS)
+    assert len(rewrites) == len(triggers.ALL_FUNCTIONS) + 1  # and the relay's Deployment
     assert all("s#ghcr.io/vid2mp3/#registry.example.com/team/#" in c for c in rewrites)
 
 

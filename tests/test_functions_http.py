@@ -76,6 +76,17 @@ def test_login_returns_a_token_for_the_right_password_only(api: Api) -> None:
     assert api.call("login", "POST").status_code == 401
 
 
+def test_each_401_challenges_with_the_scheme_its_door_expects(api: Api) -> None:
+    api.register("eve@example.com", "right password")
+    for credentials in [("eve@example.com", "wrong password"), None]:
+        refused = api.call("login", "POST", auth=credentials)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="vid2mp3"'
+    refused = api.call("validate", "POST", headers=bearer("a.b.c"))
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="vid2mp3"'
+
+
 def test_validate_returns_claims_or_401(api: Api, services: Services) -> None:
     token = api.token("cy@example.com")
     ok = api.call("validate", "POST", headers=bearer(token))

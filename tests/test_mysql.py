@@ -138,22 +138,122 @@ def test_jobs_round_trip_and_compare_and_set(db: Database) -> None:
 
 def test_claim_is_exclusive_until_the_lease_runs_out(db: Database) -> None:
     job = _job("u1")
+    event = Event(type=VIDEO_UPLOADED, subject=job.id, data={"job_id": job.id})
     with UnitOfWork(db) as uow:
         uow.jobs.add(job)
         uow.commit()
     with UnitOfWork(db) as uow:
-        assert uow.jobs.claim(job.id, lease_seconds=60)
+        first = uow.leases.take(job.id, "convert", holder="a", lease_seconds=60, event=event)
+        assert first is not None and not first.took_over
+        assert uow.jobs.start_converting(job.id)
         uow.commit()
     with UnitOfWork(db) as uow:
-        assert not uow.jobs.claim(job.id, lease_seconds=60)  # a live worker holds it
-        uow.jobs.update(job.id, lease_until=time.time() - 1)  # that worker died
+        # A live worker holds it.
+        assert uow.leases.take(job.id, "convert", holder="b", lease_seconds=60, event=event) is None
+        assert uow.leases.held(job.id, "convert")
+        uow.execute("UPDATE step_leases SET lease_until = ?", (time.time() - 1,))  # it died
         uow.commit()
     with UnitOfWork(db) as uow:
-        assert uow.jobs.claim(job.id, lease_seconds=60)
+        second = uow.leases.take(job.id, "convert", holder="b", lease_seconds=60, event=event)
+        assert second is not None and second.took_over and second.takeovers == 1
+        assert not uow.leases.renew(first, 60)  # the dead worker's lease is gone
+        assert uow.leases.renew(second, 60)
+        assert uow.jobs.start_converting(job.id)
         uow.commit()
         claimed = uow.jobs.get(job.id)
     assert claimed is not None
     assert claimed.state is JobState.CONVERTING and claimed.attempts == 2
+
+
+def test_a_released_lease_is_taken_without_a_takeover_and_abandoned_ones_are_found(
+    db: Database,
+) -> None:
+    event = Event(type=VIDEO_UPLOADED, subject="j1", data={"job_id": "j1"})
+    with UnitOfWork(db) as uow:
+        lease = uow.leases.take("j1", "convert", holder="a", lease_seconds=60, event=event)
+        assert lease is not None
+        uow.leases.release(lease)  # shut down gracefully
+        dead = uow.leases.take("j2", "summarize", holder="x", lease_seconds=60, event=event)
+        assert dead is not None
+        uow.execute("UPDATE step_leases SET lease_until = 0 WHERE job_id = 'j2'")
+        uow.commit()
+    with UnitOfWork(db) as uow:
+        # j2's worker died: found at once, counted as a takeover; j1 was handed back just now.
+        found = uow.leases.abandoned(wait_seconds=30)
+        assert [(a.job_id, a.step, a.takeovers, a.event) for a in found] == [
+            ("j2", "summarize", 1, event)
+        ]
+        assert uow.leases.abandoned(wait_seconds=30) == []  # reserved for a period
+        again = uow.leases.take("j1", "convert", holder="b", lease_seconds=60, event=event)
+        assert again is not None and not again.took_over and again.takeovers == 0
+        uow.commit()
+
+
+def test_outbox_rows_are_claimed_by_one_publisher(db: Database) -> None:
+    events = [Event(type=VIDEO_UPLOADED, subject="j1", data={"job_id": "j1"}) for _ in range(3)]
+    with UnitOfWork(db) as uow:
+        for event in events:
+            uow.outbox.add(event, "j1")
+        uow.commit()
+    with UnitOfWork(db) as uow:
+        assert uow.outbox.claim(lease_seconds=30, job_id="j1") == events
+        uow.commit()
+    with UnitOfWork(db) as uow:
+        assert uow.outbox.claim(lease_seconds=30) == []  # all claimed
+        uow.outbox.release(events[1].id)
+        uow.outbox.mark_sent(events[0].id)
+        uow.commit()
+    with UnitOfWork(db) as uow:
+        assert uow.outbox.claim(lease_seconds=30) == [events[1]]
+        assert uow.outbox.pending("j1") == events[1:]
+        uow.commit()
+
+
+def test_concurrent_claims_never_share_a_row(db: Database) -> None:
+    with UnitOfWork(db) as uow:
+        for n in range(60):
+            uow.outbox.add(Event(type=VIDEO_UPLOADED, subject=f"j{n}", data={"job_id": "x"}), "x")
+        uow.commit()
+    claimed: list[list[str]] = []
+    start = threading.Barrier(4)
+
+    def publisher() -> None:
+        mine: list[str] = []
+        start.wait()
+        while True:
+            with UnitOfWork(db) as uow:
+                got = uow.outbox.claim(lease_seconds=30, limit=5)
+                uow.commit()
+            if not got:
+                break
+            mine.extend(e.id for e in got)
+        claimed.append(mine)
+
+    threads = [threading.Thread(target=publisher) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [i for mine in claimed for i in mine]
+    assert len(every) == 60 and len(set(every)) == 60
+
+
+def test_a_deadlock_is_run_again_not_surfaced(db: Database) -> None:
+    from vid2mp3.db.unit_of_work import DatabaseBusy, transaction
+
+    runs: list[int] = []
+
+    def work(uow: UnitOfWork) -> str:
+        runs.append(1)
+        if len(runs) < 3:
+            raise DatabaseBusy("deadlock (simulated)")
+        uow.processed.record("t", "e1")
+        return "done"
+
+    assert transaction(db, work) == "done"
+    assert len(runs) == 3
+    with UnitOfWork(db) as uow:
+        assert uow.processed.seen("t", "e1")
 
 
 def test_processed_events_and_outbox(db: Database) -> None:

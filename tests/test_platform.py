@@ -120,7 +120,7 @@ class Platform:
 
     def function_pid(self, name: str) -> int:
         """The pid of the server process of function ``name`` (a child of ``up``)."""
-        target = name.replace("-", "_").encode()
+        target = name.encode()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -130,8 +130,8 @@ class Platform:
             except OSError:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            mine = ppid == self.process.pid and b"--target" in argv
-            if mine and argv[argv.index(b"--target") + 1] == target:
+            mine = ppid == self.process.pid and b"--function" in argv
+            if mine and argv[argv.index(b"--function") + 1] == target:
                 return int(entry.name)
         raise LookupError(f"no process for function {name}")
 

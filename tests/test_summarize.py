@@ -16,6 +16,7 @@ import pytest
 from mutagen.mp3 import MP3
 
 from tests.conftest import Api, binary_event, make_config
+from tests.fixtures.fake_archive import RecordingStore
 from tests.fixtures.fake_openai import (  # noqa: F401 (fixture)
     CHAT,
     TRANSCRIPTIONS,
@@ -28,7 +29,6 @@ from vid2mp3.ai import openai as openai_adapter
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.model import Job, JobState
 from vid2mp3.services import Services
-from vid2mp3.storage.local import LocalBlobStore
 
 API_LIMIT = 25 * 1000 * 1000
 
@@ -163,7 +163,7 @@ def summarized(services: Services) -> list[events.Event]:
 
 
 def stored_transcript(services: Services, event: events.Event) -> str | None:
-    key = summaries.transcript_key(event.subject)
+    key = f"transcripts/{event.subject}.txt"  # Job.transcript_key
     if services.store.size(key) is None:
         return None
     with services.store.open(key) as f:
@@ -204,7 +204,7 @@ def test_pipeline_summarizes_stores_and_emails(
         row = uow.jobs.get(job_id)
     assert row is not None
     assert (row.transcribe_model, row.summary_model) == ("test-whisper", "test-summarizer")
-    with services.store.open(summaries.transcript_key(job_id)) as f:
+    with services.store.open(row.transcript_key) as f:
         assert f.read() == b"Part 1 is spoken."
 
     [done] = [e for e in bus.published if e.type == events.AUDIO_SUMMARIZED]
@@ -492,17 +492,6 @@ def test_an_unreachable_service_fails_the_summary_with_a_reason(
     assert "test-key" not in (job.summary_reason or "")
 
 
-class RecordingStore(LocalBlobStore):
-    """A local store with the optional hook a GridFS store has."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.summaries: list[dict[str, Any]] = []
-
-    def record_summary(self, doc: dict[str, Any]) -> None:
-        self.summaries.append(dict(doc))
-
-
 def test_a_store_with_a_summaries_collection_gets_the_seed_document(
     mp3: Callable[[str], Path],
     apps: dict[str, Any],
@@ -513,7 +502,7 @@ def test_a_store_with_a_summaries_collection_gets_the_seed_document(
     config = make_config(
         tmp_path / "home", OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="k"
     )
-    svc = bootstrap.build(config, store=store)
+    svc = bootstrap.build(config, store=store, archive=store)
     bootstrap.install(svc)
     try:
         event = converted_job(svc, mp3("short"))

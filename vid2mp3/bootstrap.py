@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from vid2mp3.config import Config
 from vid2mp3.db.database import Database
 from vid2mp3.errors import ConfigError
-from vid2mp3.ports import BlobStore, EventSink, Mailer, Summarizer
+from vid2mp3.ports import BlobStore, DirectTransfer, EventSink, Mailer, Summarizer, SummaryArchive
 from vid2mp3.services import Services
 
 _lock = threading.Lock()
@@ -42,6 +42,8 @@ def make_database(config: Config) -> Database:
 
 
 def make_store(config: Config) -> BlobStore:
+    """The blob store of ``STORAGE_URL``; its optional capabilities are found by
+    ``capabilities``."""
     url = config.storage_url
     scheme = urlsplit(url).scheme
     if scheme == "file":
@@ -57,6 +59,17 @@ def make_store(config: Config) -> BlobStore:
 
         return S3BlobStore.from_url(url, multipart_threshold=config.multipart_threshold)
     raise ConfigError(f"STORAGE_URL scheme {scheme!r} is not supported (file:, mongodb:, s3:)")
+
+
+def capabilities(store: BlobStore) -> tuple[DirectTransfer | None, SummaryArchive | None]:
+    """What ``store`` offers beyond the ``BlobStore`` port: presigned browser transfers (S3)
+    and a summary archive (GridFS). Decided here, by adapter, so no caller probes for it."""
+    from vid2mp3.storage.gridfs import GridFSBlobStore
+    from vid2mp3.storage.s3 import S3BlobStore
+
+    direct = store if isinstance(store, S3BlobStore) else None
+    archive = store if isinstance(store, GridFSBlobStore) else None
+    return direct, archive
 
 
 def make_sink(config: Config) -> EventSink:
@@ -97,16 +110,21 @@ def make_summarizer(config: Config) -> Summarizer | None:
 
 def build(config: Config | None = None, **overrides: object) -> Services:
     """Wire a ``Services`` from ``config`` (default: the environment); ``overrides`` replace
-    any port by name (``db``, ``store``, ``sink``, ``mailer_factory``, ``summarizer_factory``)."""
+    any port by name (``db``, ``store``, ``direct``, ``archive``, ``sink``, ``mailer_factory``,
+    ``summarizer_factory``)."""
     from vid2mp3.db.migrations import migrate
 
     config = config or Config.from_env()
     db = overrides.pop("db", None) or make_database(config)
     migrate(db)  # type: ignore[arg-type]
+    store: BlobStore = overrides.pop("store", None) or make_store(config)  # type: ignore[assignment]
+    direct, archive = capabilities(store)
     services = Services(
         config=config,
         db=db,  # type: ignore[arg-type]
-        store=overrides.pop("store", None) or make_store(config),  # type: ignore[arg-type]
+        store=store,
+        direct=overrides.pop("direct", direct),  # type: ignore[arg-type]
+        archive=overrides.pop("archive", archive),  # type: ignore[arg-type]
         sink=overrides.pop("sink", None) or make_sink(config),  # type: ignore[arg-type]
         mailer_factory=overrides.pop("mailer_factory", None) or (lambda: make_mailer(config)),  # type: ignore[arg-type]
         summarizer_factory=overrides.pop("summarizer_factory", None)  # type: ignore[arg-type]
@@ -115,7 +133,7 @@ def build(config: Config | None = None, **overrides: object) -> Services:
     if overrides:
         raise TypeError(f"unknown overrides: {sorted(overrides)}")
     from vid2mp3.bus.memory import MemoryBus
-    from vid2mp3.db.unit_of_work import record_delivery
+    from vid2mp3.event_log import record_delivery
 
     if isinstance(services.sink, MemoryBus) and services.sink.on_delivery is None:
         services.sink.on_delivery = functools.partial(record_delivery, services.db)
@@ -136,3 +154,13 @@ def install(value: Services | None) -> None:
     global _services
     with _lock:
         _services = value
+
+
+def current_config() -> Config:
+    """The installed ``Services``' config, else the environment's; never builds ``Services``.
+
+    For what must answer even when building the services fails (the HTTP edge's CORS headers).
+    Raises ``ConfigError`` when the environment's settings are wrong.
+    """
+    installed = _services  # one read of a reference: no lock, so a build in progress never blocks
+    return installed.config if installed is not None else Config.from_env()

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from vid2mp3 import __version__
+from vid2mp3.errors import Vid2mp3Error  # no imports of its own: --help stays instant
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +29,16 @@ def _parser() -> argparse.ArgumentParser:
         "(the same functions production runs), then writes the MP3.",
     )
     convert.add_argument("video", help="the video (or audio) file to convert")
-    convert.add_argument("-o", "--output", help="where to write the MP3 (default: VIDEO with .mp3)")
+    convert.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the MP3 file, or a folder to write it in (a folder when it exists or ends in /); "
+        "default: VIDEO with .mp3",
+    )
+    convert.add_argument(
+        "--force", action="store_true", help="overwrite the MP3 when it already exists"
+    )
     quality = convert.add_mutually_exclusive_group()
     quality.add_argument("--bitrate", help="constant bitrate such as 128k, 192k (default), 320k")
     quality.add_argument(
@@ -64,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         default="http://127.0.0.1:8080/function",
         metavar="URL",
         help="base URL of the functions (default http://127.0.0.1:8080/function)",
+    )
+
+    commands.add_parser(
+        "relay",
+        help="only the outbox relay: publish unsent events, re-announce abandoned steps",
+        description="Publishes outbox events nobody published (the broker was down, or the "
+        "publisher died) and announces again the steps whose worker died; several may run.",
     )
 
     ev = commands.add_parser("events", help="read the event log, replay events")
@@ -108,38 +125,50 @@ def _events(args: argparse.Namespace) -> int:
     )
 
 
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "convert":
+        from vid2mp3.local.convert_command import run_convert
+
+        return run_convert(
+            args.video,
+            output=args.output,
+            bitrate=args.bitrate,
+            quality=args.quality,
+            progress=not args.no_progress,
+            force=args.force,
+        )
+    if args.command == "up":
+        from vid2mp3.local.server import run_up
+
+        return run_up(host=args.host, port=args.port, processes=args.processes)
+    if args.command == "dispatch":
+        from vid2mp3.local.server import run_dispatch
+
+        return run_dispatch(invoke_url=args.invoke_url)
+    if args.command == "relay":
+        from vid2mp3.local.server import run_relay
+
+        return run_relay()
+    if args.command == "events":
+        return _events(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from vid2mp3.errors import Vid2mp3Error
-
     try:
-        if args.command == "convert":
-            from vid2mp3.local.convert_command import run_convert
-
-            return run_convert(
-                args.video,
-                output=args.output,
-                bitrate=args.bitrate,
-                quality=args.quality,
-                progress=not args.no_progress,
-            )
-        if args.command == "up":
-            from vid2mp3.local.server import run_up
-
-            return run_up(host=args.host, port=args.port, processes=args.processes)
-        if args.command == "dispatch":
-            from vid2mp3.local.server import run_dispatch
-
-            return run_dispatch(invoke_url=args.invoke_url)
-        if args.command == "events":
-            return _events(args)
-    except Vid2mp3Error as exc:
-        print(f"vid2mp3: error: {exc}", file=sys.stderr)
-        return 1
+        return _run(_parser().parse_args(argv))
     except KeyboardInterrupt:
         print("vid2mp3: interrupted", file=sys.stderr)
         return 130
-    raise AssertionError(f"unhandled command {args.command}")
+    except Vid2mp3Error as exc:
+        print(f"vid2mp3: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # The machine refused something (disk full, permissions): a fact to report, not a bug
+        # to debug, so one line rather than a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vid2mp3: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

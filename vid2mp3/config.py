@@ -20,7 +20,7 @@ GIB = 1024**3
 MIB = 1024**2
 
 
-def _read_secret(env: Mapping[str, str], key: str) -> str:
+def read_secret(env: Mapping[str, str], key: str) -> str:
     """``KEY`` from the environment, else the contents of the file named by ``KEY_FILE``."""
     if env.get(key):
         return env[key]
@@ -59,6 +59,24 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     return value
 
 
+def _bitrate(env: Mapping[str, str], key: str, default: str) -> str:
+    """``key`` as an MP3 bitrate, normalized ("128" -> "128k"), by the rule ffmpeg calls use."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    # Imported here, not at the top: every module reads config, and config need not load the
+    # ffmpeg layer (nor risk an import cycle with it) just to be imported.
+    from vid2mp3.errors import InvalidInput
+    from vid2mp3.media.encoding import BITRATE_CHOICES, parse_bitrate
+
+    try:
+        return parse_bitrate(raw)
+    except InvalidInput:
+        raise ConfigError(
+            f"{key}={raw!r} is not an MP3 bitrate; use one of {BITRATE_CHOICES}"
+        ) from None
+
+
 def _flag(env: Mapping[str, str], key: str) -> bool:
     return env.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -93,6 +111,14 @@ class Config:
     # Short enough that a dead worker's job is claimable again within the retry schedule
     # (2+4+8+16 s with the defaults); the heartbeat renews it every lease/4.
     job_lease_seconds: int = 20
+    # A job whose worker died this many times in a row fails ("the service kept stopping"),
+    # so a file that crashes every worker cannot keep the service busy forever.
+    max_takeovers: int = 3
+    # On SIGTERM, work in flight gets this long to finish before it is handed back; keep it
+    # below the platform's terminationGracePeriodSeconds / write_timeout (docs/deploy.md).
+    shutdown_grace_seconds: float = 20.0
+    # How often the outbox relay looks for unpublished events and abandoned steps.
+    relay_interval_seconds: float = 1.0
     cors_origins: tuple[str, ...] = ()
     allow_private_webhooks: bool = False
     event_source: str = "/vid2mp3"
@@ -111,27 +137,27 @@ class Config:
         """Read the settings; raises ``ConfigError`` naming the key that is wrong."""
         env = os.environ if env is None else env
         home = Path(env.get("VID2MP3_HOME") or Path.home() / ".vid2mp3").expanduser()
-        database_url = _read_secret(env, "DATABASE_URL") or f"sqlite:///{home / 'vid2mp3.db'}"
-        storage_url = _read_secret(env, "STORAGE_URL") or f"file://{home / 'blobs'}"
+        database_url = read_secret(env, "DATABASE_URL") or f"sqlite:///{home / 'vid2mp3.db'}"
+        storage_url = read_secret(env, "STORAGE_URL") or f"file://{home / 'blobs'}"
         # Knative's SinkBinding injects K_SINK; when it is there, it is where events go.
-        events_url = env.get("K_SINK") or _read_secret(env, "EVENTS_URL") or "memory://"
+        events_url = env.get("K_SINK") or read_secret(env, "EVENTS_URL") or "memory://"
         cfg = cls(
             home=home,
             database_url=database_url,
             storage_url=storage_url,
             events_url=events_url,
-            smtp_url=_read_secret(env, "SMTP_URL"),
+            smtp_url=read_secret(env, "SMTP_URL"),
             mail_from=env.get("MAIL_FROM") or "vid2mp3 <no-reply@vid2mp3.local>",
             public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
-            jwt_secret=_read_secret(env, "JWT_SECRET"),
+            jwt_secret=read_secret(env, "JWT_SECRET"),
             openai_base_url=env.get("OPENAI_BASE_URL", ""),
-            openai_api_key=_read_secret(env, "OPENAI_API_KEY"),
+            openai_api_key=read_secret(env, "OPENAI_API_KEY"),
             transcribe_model=env.get("TRANSCRIBE_MODEL") or "whisper-1",
             summary_model=env.get("SUMMARY_MODEL") or "gpt-4o-mini",
             ai_timeout=_float(env, "AI_TIMEOUT", 120.0),
             ai_max_chars=_int(env, "AI_MAX_CHARS", 48_000),
             ffmpeg_binary=env.get("FFMPEG_BINARY", ""),
-            default_bitrate=env.get("DEFAULT_BITRATE") or "192k",
+            default_bitrate=_bitrate(env, "DEFAULT_BITRATE", "192k"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 2 * GIB),
             multipart_threshold=_int(env, "MULTIPART_THRESHOLD", 64 * MIB),
             token_ttl=_int(env, "TOKEN_TTL", 24 * 3600),
@@ -139,6 +165,9 @@ class Config:
             max_attempts=_int(env, "MAX_ATTEMPTS", 5),
             retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0),
             job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 20),
+            max_takeovers=_int(env, "MAX_TAKEOVERS", 3),
+            shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 20.0),
+            relay_interval_seconds=_float(env, "RELAY_INTERVAL_SECONDS", 1.0),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o),
             allow_private_webhooks=_flag(env, "ALLOW_PRIVATE_WEBHOOKS"),
             event_source=env.get("EVENT_SOURCE") or "/vid2mp3",

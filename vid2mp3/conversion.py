@@ -8,9 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-from vid2mp3 import events, jobs, media
-from vid2mp3.errors import NotFound, PermanentError, TransientError
-from vid2mp3.model import FINAL_STATES, Job, JobState, SummaryStatus
+from vid2mp3 import events, jobs, media, steps
+from vid2mp3.db.unit_of_work import UnitOfWork
+from vid2mp3.errors import NotFound, PermanentError, ServiceFault
+from vid2mp3.model import Job, JobState, SummaryStatus
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,22 @@ log = logging.getLogger(__name__)
 CONSUMER = "convert"
 
 
-class _Progress:
-    """Writes progress (0 to 99 while running) and renews the job's lease, at most once a second."""
+def _waits(job: Job) -> bool:
+    return job.state in (JobState.UPLOADED, JobState.CONVERTING)
 
-    def __init__(self, services: Services, job_id: str) -> None:
-        self.services = services
-        self.job_id = job_id
+
+def _begin(uow: UnitOfWork, job: Job) -> None:
+    uow.jobs.start_converting(job.id)
+
+
+STEP = steps.Step(CONSUMER, waits=_waits, begin=_begin)
+
+
+class _Progress:
+    """Writes progress (0 to 99 while running) with the lease renewal, at most once a second."""
+
+    def __init__(self, task: steps.Work) -> None:
+        self.task = task
         self.last_write = 0.0
         self.last_percent = -1
         self.lock = threading.Lock()
@@ -37,78 +48,22 @@ class _Progress:
             if now - self.last_write < 1 and percent < 99:
                 return
             self.last_write, self.last_percent = now, percent
-        self.renew(percent)
-
-    def renew(self, percent: int | None = None) -> None:
-        lease = self.services.config.job_lease_seconds
-        changes: dict[str, object] = {"lease_until": time.time() + lease}
-        if percent is not None:
-            changes["progress"] = percent
-        with self.services.uow() as uow:
-            uow.jobs.update(self.job_id, only_in=(JobState.CONVERTING,), **changes)
-            uow.commit()
-
-
-def _heartbeat(progress: _Progress, stop: threading.Event) -> None:
-    # Keeps the lease alive while ffmpeg is silent (probing, storing the MP3).
-    interval = max(1.0, progress.services.config.job_lease_seconds / 4)
-    while not stop.wait(interval):
-        try:
-            progress.renew()
-        except Exception:
-            log.exception("lease renewal failed", extra={"job_id": progress.job_id})
+        self.task.renew(progress=percent)
 
 
 def handle_video_uploaded(services: Services, event: events.Event) -> str:
     """Convert the job's video; returns what happened (for the log and the response).
 
-    Idempotent on the event id and on the job's state: a duplicate of a handled event, or a late
-    one after the job moved on, changes nothing. A job another live worker holds raises
-    ``TransientError`` so the broker tries again after the lease has had a chance to expire.
+    Idempotent on the event id and on the job's state (``vid2mp3.steps``): a duplicate of a
+    handled event, or a late one after the job moved on, changes nothing, and a job another
+    live worker converts is left to it.
     """
-    job_id = str(event.data["job_id"])
-    services.publish_pending(job_id)
-    with services.uow() as uow:
-        if uow.processed.seen(CONSUMER, event.id):
-            return "duplicate event"
-        job = uow.jobs.get(job_id)
-        if job is None:
-            uow.processed.record(CONSUMER, event.id)
-            uow.commit()
-            log.warning(
-                "event for unknown job ignored", extra={"job_id": job_id, "event_id": event.id}
-            )
-            return "unknown job"
-        if job.state in (JobState.CONVERTED, *FINAL_STATES):
-            uow.processed.record(CONSUMER, event.id)
-            uow.commit()
-            return f"already {job.state}"
-        if not uow.jobs.claim(job_id, lease_seconds=services.config.job_lease_seconds):
-            raise TransientError(f"job {job_id} is being converted by another worker")
-        uow.commit()
-    log.info("conversion started", extra={"job_id": job_id, "event_id": event.id})
-    try:
-        job = _convert(services, job)
-    except PermanentError as exc:
-        jobs.fail(
-            services,
-            job_id,
-            stage="convert",
-            reason=exc.message,
-            consumer=CONSUMER,
-            event_id=event.id,
-        )
-        return "failed"
-    _finish(services, job, event.id)
-    return "converted"
+    return steps.run(services, event, STEP, _convert)
 
 
-def _convert(services: Services, job: Job) -> Job:
+def _convert(task: steps.Work) -> steps.Result:
+    services, job = task.services, task.job
     ffmpeg = media.find_ffmpeg(services.config.ffmpeg_binary)
-    progress = _Progress(services, job.id)
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(progress, stop), daemon=True)
-    beat.start()
     mp3_key = f"mp3/{job.id}/{job.mp3_filename}"
     try:
         with (
@@ -123,9 +78,10 @@ def _convert(services: Services, job: Job) -> Job:
                 title=job.filename.rsplit(".", 1)[0],
                 bitrate=job.options.bitrate,
                 quality=job.options.quality,
+                default_bitrate=services.config.default_bitrate,
                 copy_mp3=True,
                 network=source.network,
-                on_progress=progress,
+                on_progress=_Progress(task),
                 probed=probed,
                 ffmpeg=ffmpeg,
             )
@@ -143,55 +99,38 @@ def _convert(services: Services, job: Job) -> Job:
             )
     except NotFound as exc:
         raise PermanentError(f"the uploaded video is missing from storage ({exc.message})") from exc
-    finally:
-        stop.set()
-    return Job(
-        **{
-            **job.__dict__,
-            "mp3_key": mp3_key,
-            "mp3_size": size,
-            "mp3_duration": round(result.duration, 3),
-            "mp3_bitrate": result.bitrate,
-        }
-    )
-
-
-def _finish(services: Services, job: Job, event_id: str) -> None:
-    assert job.mp3_key and job.mp3_size and job.mp3_duration is not None
-    event = jobs.job_event(
-        services,
+    except OSError as exc:
+        # Our temp folder or disk, never the user's file: retried, and no path is shown.
+        raise ServiceFault(
+            f"the service could not write its working files ({exc.strerror or exc}); "
+            "it will try again"
+        ) from exc
+    duration = round(result.duration, 3)
+    announce = jobs.job_event(
+        services.config,
         job,
         events.AUDIO_CONVERTED,
-        mp3_key=job.mp3_key,
-        mp3_size=job.mp3_size,
-        duration=job.mp3_duration,
-        bitrate=job.mp3_bitrate or 0,
+        mp3_key=mp3_key,
+        mp3_size=size,
+        duration=duration,
+        bitrate=result.bitrate or 0,
     )
-    with services.uow() as uow:
-        changed = uow.jobs.update(
-            job.id,
-            only_in=(JobState.CONVERTING,),
-            state=JobState.CONVERTED,
-            progress=100,
-            lease_until=None,
-            error=None,
-            mp3_key=job.mp3_key,
-            mp3_size=job.mp3_size,
-            mp3_duration=job.mp3_duration,
-            mp3_bitrate=job.mp3_bitrate,
-            summary_status=str(SummaryStatus.PENDING),
-        )
-        if changed:
-            uow.outbox.add(event, job.id)
-        uow.processed.record(CONSUMER, event_id)
-        uow.commit()
     log.info(
         "conversion finished",
-        extra={
-            "job_id": job.id,
-            "event_id": event_id,
-            "mp3_size": job.mp3_size,
-            "duration": job.mp3_duration,
-        },
+        extra={"job_id": job.id, "mp3_size": size, "duration": duration},
     )
-    services.publish_pending(job.id)
+    return steps.Result(
+        outcome="converted",
+        only_in=(JobState.CONVERTING,),
+        changes={
+            "state": JobState.CONVERTED,
+            "progress": 100,
+            "error": None,
+            "mp3_key": mp3_key,
+            "mp3_size": size,
+            "mp3_duration": duration,
+            "mp3_bitrate": result.bitrate,
+            "summary_status": str(SummaryStatus.PENDING),
+        },
+        announce=announce,
+    )

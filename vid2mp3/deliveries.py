@@ -1,4 +1,5 @@
-"""What the event log holds: each event a broker carried, and each attempt to deliver it."""
+"""The delivery rule every broker we run follows (the memory bus and the local dispatcher),
+and what the event log holds: each event a broker carried, and each attempt to deliver it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,39 @@ def outcome_of(status: int, attempt: int, max_attempts: int) -> str:
     if not is_retryable(status):
         return REJECTED
     return RETRY if attempt < max_attempts else DEAD_LETTERED
+
+
+def retry_delay(attempt: int, base_delay: float) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (exponential backoff)."""
+    return base_delay * 2 ** (attempt - 1)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a broker does after one delivery attempt."""
+
+    outcome: str
+    #: Seconds before the next attempt (``RETRY`` only).
+    delay: float = 0.0
+    #: Hand the event to the dead-letter function now.
+    dead_letter: bool = False
+
+
+def decide(
+    status: int, attempt: int, max_attempts: int, base_delay: float, *, to_dead_letter: bool
+) -> Decision:
+    """The one delivery rule: what to do after attempt ``attempt`` of ``max_attempts`` answered
+    ``status`` (0: no answer). A function's event that is refused (4xx) or runs out of attempts
+    goes to the dead-letter function; a delivery *to* the dead-letter function
+    (``to_dead_letter``) is retried the same way and, after its last attempt, only logged."""
+    outcome = outcome_of(status, attempt, max_attempts)
+    if outcome == RETRY:
+        return Decision(RETRY, delay=retry_delay(attempt, base_delay))
+    if outcome == DELIVERED:
+        return Decision(DELIVERED)
+    if to_dead_letter:
+        return Decision(REJECTED)
+    return Decision(outcome, dead_letter=True)
 
 
 @dataclass(frozen=True)

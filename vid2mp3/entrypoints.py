@@ -7,6 +7,7 @@ objects stop here; the library below sees plain values and ``vid2mp3.events.Even
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -15,10 +16,11 @@ from typing import Any
 
 from vid2mp3 import bootstrap, events, logs
 from vid2mp3.errors import (
+    ConfigError,
     InvalidInput,
     MethodNotAllowed,
-    PermanentError,
     TransientError,
+    Unauthorized,
     Vid2mp3Error,
 )
 from vid2mp3.services import Services
@@ -47,19 +49,27 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 def error_response(exc: Vid2mp3Error) -> Any:
     headers = {"Retry-After": "5"} if isinstance(exc, TransientError) else {}
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="vid2mp3"'
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = f'{exc.scheme} realm="vid2mp3"'
     return json_response({"error": exc.message}, exc.status, headers)
+
+
+def _internal_error() -> Any:
+    return json_response({"error": "internal error; it has been logged"}, 500)
 
 
 def _cors(request: Any, response: Any) -> Any:
     origin = request.headers.get("Origin")
-    allowed = bootstrap.services().config.cors_origins
-    if origin and ("*" in allowed or origin in allowed):
+    if not origin:
+        return response
+    # Never build the services here: when building them is what failed, a second attempt
+    # would double the wait and turn the JSON error into functions-framework's HTML page.
+    allowed = bootstrap.current_config().cors_origins
+    if "*" in allowed or origin in allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
     return response
 
@@ -71,10 +81,8 @@ def http_errors(view: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrapper(request: Any) -> Any:
         import flask
 
-        if request.method == "OPTIONS":
-            return _cors(request, flask.Response(status=204))
         try:
-            response = view(request)
+            response = flask.Response(status=204) if request.method == "OPTIONS" else view(request)
         except Vid2mp3Error as exc:
             log.info(
                 "request refused",
@@ -83,10 +91,27 @@ def http_errors(view: Callable[[Any], Any]) -> Callable[[Any], Any]:
             response = error_response(exc)
         except Exception:
             log.exception("request crashed", extra={"path": request.path})
-            response = json_response({"error": "internal error; it has been logged"}, 500)
-        return _cors(request, response)
+            response = _internal_error()
+        try:
+            return _cors(request, response)
+        except ConfigError as exc:
+            # Without services, CORS reads the environment itself, which may be what is wrong.
+            log.info(
+                "request refused",
+                extra={"path": request.path, "status": exc.status, "reason": exc.message},
+            )
+            return error_response(exc)
 
     return wrapper
+
+
+def basic_challenge(request: Any) -> str:
+    """The scheme a Basic-auth door's 401 challenges with: ``Basic`` for API clients, but not
+    for a page's own ``fetch`` (``Sec-Fetch-Mode`` cors/same-origin): a browser answers a Basic
+    challenge with its native password dialog over the page's own form."""
+    if request.headers.get("Sec-Fetch-Mode") in ("cors", "same-origin"):
+        return "FormBased"
+    return "Basic"
 
 
 def json_body(request: Any) -> dict[str, Any]:
@@ -118,22 +143,7 @@ def stream_response(chunks: Iterable[bytes], headers: Mapping[str, str]) -> Any:
 
 def to_event(cloud_event: Any) -> events.Event:
     """The library's ``Event`` from an SDK CloudEvent (binary or structured mode)."""
-    data = cloud_event.data
-    if isinstance(data, bytes | str):
-        try:
-            data = json.loads(data or b"{}")
-        except ValueError:
-            raise InvalidInput("CloudEvent data is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("CloudEvent data must be a JSON object")
-    return events.Event(
-        type=cloud_event["type"],
-        subject=cloud_event.get("subject") or str(data.get("job_id", "")),
-        data=data,
-        source=cloud_event["source"],
-        id=cloud_event["id"],
-        time=cloud_event.get("time") or "",
-    )
+    return events.Event.from_attributes(cloud_event.get_attributes(), cloud_event.data)
 
 
 def handle_event(
@@ -142,7 +152,8 @@ def handle_event(
     accepts: Iterable[str],
 ) -> None:
     """Run ``handler`` for a received CloudEvent, answering like a broker expects: 2xx done,
-    4xx never retry (bad event), 503 retry later. Unexpected errors propagate (500, retried)."""
+    4xx never retry (bad event), 5xx retry later (503 for a transient error, 500 for a bug or
+    a bad setting); every refusal is a JSON ``{"error": ...}``."""
     import flask
 
     event = None
@@ -155,9 +166,21 @@ def handle_event(
         with logs.context(event_id=event.id, job_id=event.subject, event_type=event.type):
             outcome = handler(services(), event)
             log.info("event handled", extra={"outcome": outcome})
-    except (PermanentError, TransientError) as exc:
-        with logs.context(
-            event_id=event.id if event else "", job_id=event.subject if event else ""
-        ):
-            log.warning("event refused", extra={"status": exc.status, "reason": exc.message})
+    except Vid2mp3Error as exc:
+        # A bad setting needs an operator; a bad event or a backend that is down does not.
+        operator = exc.status >= 500 and not isinstance(exc, TransientError)
+        with _event_context(event):
+            log.log(
+                logging.ERROR if operator else logging.WARNING,
+                "event refused",
+                extra={"status": exc.status, "reason": exc.message},
+            )
         flask.abort(error_response(exc))
+    except Exception:
+        with _event_context(event):
+            log.exception("event handler crashed")
+        flask.abort(_internal_error())
+
+
+def _event_context(event: events.Event | None) -> contextlib.AbstractContextManager[None]:
+    return logs.context(event_id=event.id if event else "", job_id=event.subject if event else "")

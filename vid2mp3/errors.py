@@ -28,7 +28,19 @@ class InvalidInput(PermanentError):
 
 
 class Unauthorized(PermanentError):
+    """The caller did not prove who they are.
+
+    Args:
+        message: what is wrong with the credentials.
+        scheme: the HTTP auth scheme the ``WWW-Authenticate`` challenge asks for (``Bearer``
+            for tokens, ``Basic`` where an email and password are expected).
+    """
+
     status = 401
+
+    def __init__(self, message: str, *, scheme: str = "Bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme
 
 
 class Forbidden(PermanentError):
@@ -57,6 +69,13 @@ class TransientError(Vid2mp3Error):
     """Try again later: a backend is down, or another worker holds the job."""
 
     status = 503
+
+
+class ServiceFault(TransientError):
+    """Our side failed (disk full, temp folder unwritable, storage down): never the user's file.
+
+    The message says what failed in words a user may read; it never names an internal path.
+    """
 
 
 class ConfigError(Vid2mp3Error):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -71,6 +72,42 @@ class Event:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"not a structured CloudEvent: {exc}") from exc
+
+    @classmethod
+    def from_attributes(
+        cls,
+        attributes: Mapping[str, Any],
+        data: Any,
+        *,
+        carrier: str = "the event",
+        body: str = "CloudEvent data",
+    ) -> Event:
+        """The ``Event`` of received CloudEvent ``attributes`` (bare names: ``id``, ``type``...)
+        and ``data`` (a JSON object, or its text or bytes; empty text means ``{}``).
+
+        ``carrier`` and ``body`` name what was received in the errors, so a broker message and
+        an HTTP request each say what was wrong with them. Raises ``InvalidInput`` when an
+        attribute is missing or ``data`` is not a JSON object.
+        """
+        missing = [a for a in ("id", "type", "source") if not attributes.get(a)]
+        if missing:
+            raise InvalidInput(f"{carrier} lacks CloudEvent attributes: {', '.join(missing)}")
+        if isinstance(data, bytes | str):
+            try:
+                data = json.loads(data or b"{}")
+            except ValueError:
+                raise InvalidInput(f"{body} is not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{body} must be a JSON object")
+        return cls(
+            type=attributes["type"],
+            # Producers that set no subject still name the job in the data.
+            subject=attributes.get("subject") or str(data.get("job_id", "")),
+            data=data,
+            source=attributes["source"],
+            id=attributes["id"],
+            time=attributes.get("time") or "",
+        )
 
     def binary_headers(self) -> dict[str, str]:
         """HTTP headers of binary content mode; the body is ``json.dumps(self.data)``."""

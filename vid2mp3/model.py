@@ -75,9 +75,13 @@ class Job:
     context_truncated: bool | None = None
     summary_reason: str | None = None
     attempts: int = 0
-    lease_until: float | None = None
     transcribe_model: str | None = None
     summary_model: str | None = None
+
+    @property
+    def transcript_key(self) -> str:
+        """Where the job's full transcript is stored (a blob)."""
+        return f"transcripts/{self.id}.txt"
 
     @property
     def mp3_filename(self) -> str:

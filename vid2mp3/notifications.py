@@ -6,9 +6,13 @@ webhook under ``webhook:<kind>``. A message that was sent is never sent again; o
 for a reason that may pass (SMTP down, webhook answering 503) is released and the event is
 handed back to the broker (``TransientError``) to be delivered again; one that can never
 succeed (recipient refused for good, webhook answering 404) is logged and released, and the
-event is done. If the process dies between sending and marking, the claim goes stale and a
-redelivery sends again: at least once in that case, which is why webhook receivers should
-de-duplicate by the ``ce-id`` header.
+event is done. Claims and marks run in retried transactions (``Services.atomically``), so a
+deadlock under load neither answers 500 nor leaves a row ``sending`` after its message went.
+
+If the process dies between sending and marking, nobody can know whether the message left, so
+the stale claim is reconciled rather than resent blindly: the redelivery sends the *same*
+message again, with the same ``Message-ID`` (derived from the job and kind) and, for webhooks,
+the same ``ce-id``, so mail systems and receivers recognise it as the one they may already have.
 
 Emails go out for ``ready``, ``failed``, and ``summary`` when a summary was made; a webhook
 gets every event, including a summary that was skipped or failed, because that event is the
@@ -21,10 +25,11 @@ import functools
 import logging
 from collections.abc import Callable
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Any
 
 from vid2mp3 import display, events, webhooks
+from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.errors import PermanentError, TransientError
 from vid2mp3.model import Job, SummaryStatus, User
 from vid2mp3.services import Services
@@ -84,7 +89,8 @@ def render(kind: str, job: Job, user: User, services: Services, reason: str = ""
     message["From"] = config.mail_from
     message["To"] = user.email
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="vid2mp3.local")
+    # Stable per (job, kind): a resend after a crash is recognisably the same message.
+    message["Message-ID"] = f"<{job.id}.{kind}@vid2mp3.local>"
     message["X-Vid2mp3-Job"] = job.id
     message.set_content(env.get_template(f"{kind}.txt").render(context))
     message.add_alternative(env.get_template(f"{kind}.html").render(context), subtype="html")
@@ -140,12 +146,19 @@ def _send_once(
 ) -> str:
     """Run ``send`` unless ``channel`` was already sent for the job; record that it was."""
     where = {**where, "channel": channel}
-    with services.uow() as uow:
+
+    def claim(uow: UnitOfWork) -> str | None:
         if uow.notifications.status(job_id, channel) == "sent":
             return "already sent"
         if not uow.notifications.claim(job_id, channel, stale_after=STALE_CLAIM_SECONDS):
-            raise TransientError(f"another worker is sending the {channel} notification")
-        uow.commit()
+            return "held"
+        return None
+
+    claimed = services.atomically(claim)
+    if claimed == "already sent":
+        return claimed
+    if claimed == "held":
+        raise TransientError(f"another worker is sending the {channel} notification")
     try:
         send()
     except PermanentError as exc:
@@ -162,14 +175,10 @@ def _send_once(
         if isinstance(exc, TransientError):
             raise
         raise TransientError(f"could not send the {channel} notification: {exc}") from exc
-    with services.uow() as uow:
-        uow.notifications.mark_sent(job_id, channel)
-        uow.commit()
+    services.atomically(lambda uow: uow.notifications.mark_sent(job_id, channel))
     log.info("notification sent", extra=where)
     return "sent"
 
 
 def _release(services: Services, job_id: str, channel: str) -> None:
-    with services.uow() as uow:
-        uow.notifications.release(job_id, channel)
-        uow.commit()
+    services.atomically(lambda uow: uow.notifications.release(job_id, channel))

@@ -1,7 +1,9 @@
 """The ports: small protocols each outside system sits behind.
 
 Adapters are named by technology (``storage/local.py``, ``bus/memory.py`` ...) and chosen by URL
-in ``vid2mp3.bootstrap``; nothing else imports an adapter.
+in ``vid2mp3.bootstrap``, the composition root; the platform code (``vid2mp3.local``) builds
+through it too. A capability only some stores have is a port of its own (``DirectTransfer``,
+``SummaryArchive``), carried in ``Services`` as ``None`` where the store lacks it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from vid2mp3.events import Event
 
@@ -67,14 +69,30 @@ class BlobStore(Protocol):
         """Somewhere ffmpeg can read ``key`` from, valid inside the ``with`` block."""
         ...
 
+
+class DirectTransfer(Protocol):
+    """A store browsers upload to and download from directly, through presigned URLs (S3)."""
+
     def upload_target(
         self, key: str, *, size: int, content_type: str, expires_in: int
-    ) -> UploadTarget | None:
-        """Presigned upload instructions, or ``None`` when uploads go through ``jobs``."""
+    ) -> UploadTarget:
+        """Presigned upload instructions for ``key`` (a PUT, or multipart part URLs)."""
         ...
 
-    def download_url(self, key: str, *, filename: str, expires_in: int) -> str | None:
-        """A presigned GET URL, or ``None`` when downloads stream through ``jobs``."""
+    def finish_upload(self, key: str, *, size: int) -> None:
+        """Complete what ``upload_target`` started (a multipart upload), if anything."""
+        ...
+
+    def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
+        """A presigned GET URL that downloads ``key`` as ``filename``."""
+        ...
+
+
+class SummaryArchive(Protocol):
+    """A store that keeps documents beside the files (GridFS: the ``summaries`` collection)."""
+
+    def record_summary(self, doc: Mapping[str, Any]) -> None:
+        """Insert or replace the summary document of ``doc["job_id"]``."""
         ...
 
 

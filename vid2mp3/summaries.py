@@ -1,7 +1,10 @@
 """The summarize step: what is said in the MP3, summarized; never fails the MP3 itself.
 
-The MP3 is copied from the blob store to a temporary folder in chunks, split with ffmpeg into
-pieces the transcription API accepts, and transcribed piece by piece, in order. The joined
+The step runs through the handler skeleton (``vid2mp3.steps``): one worker at a time holds the
+job's ``summarize`` lease, so a duplicate or concurrent delivery never pays for a second
+transcription or chat request. The MP3 is copied from the blob store to a temporary folder in
+chunks, split with ffmpeg into pieces the transcription API accepts
+(``vid2mp3.media.split_for_upload``), and transcribed piece by piece, in order. The joined
 transcript is stored as the blob ``transcripts/<job_id>.txt`` before the summary is asked for,
 so a redelivered event reuses it instead of paying for a second transcription. The transcript,
 cut to ``AI_MAX_CHARS``, is then summarized as a JSON object ``{summary, category}`` that is
@@ -15,7 +18,6 @@ import io
 import json
 import logging
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vid2mp3 import events, media
-from vid2mp3.errors import NotFound, Vid2mp3Error
+from vid2mp3 import events, media, steps
+from vid2mp3.errors import NotFound, TransientError, Vid2mp3Error
 from vid2mp3.model import Job, JobState, SummaryStatus
-from vid2mp3.ports import BlobStore, Summarizer
+from vid2mp3.ports import BlobStore, Summarizer, SummaryArchive
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,7 @@ NO_SPEECH = "no speech was recognized in the audio"
 #: Largest file the transcription API takes in one request (OpenAI's limit is 25 MB). Read at
 #: call time, so tests can lower it instead of making huge files.
 TRANSCRIBE_UPLOAD_LIMIT = 25 * 1000 * 1000
-# Pieces are cut by time from the average byte rate; VBR parts can run above average.
-_SEGMENT_FILL = 0.9
 _COPY_CHUNK = 1024 * 1024
-_SPLIT_TIMEOUT = 600
 
 MAX_SUMMARY_CHARS = 4000
 MAX_CATEGORY_WORDS = 3
@@ -64,8 +63,11 @@ _TRUNCATED_NOTE = "\nThe transcript was cut off; summarize the part you have."
 T = TypeVar("T")
 
 
-class SummaryFailed(Exception):
-    """No summary can be made; the message is the reason the user reads."""
+class SummaryFailed(Vid2mp3Error):
+    """No summary can be made; the message is the reason the user reads. Caught inside this
+    step: the job still completes, with ``summary_status=failed``."""
+
+    status = 502
 
 
 @dataclass(frozen=True)
@@ -89,56 +91,44 @@ class _Outcome:
         return data
 
 
-def transcript_key(job_id: str) -> str:
-    """Where the job's full transcript is stored."""
-    return f"transcripts/{job_id}.txt"
+def _waits(job: Job) -> bool:
+    return job.state is JobState.CONVERTED and job.summary_status == SummaryStatus.PENDING
+
+
+STEP = steps.Step(CONSUMER, waits=_waits)
 
 
 def handle_audio_converted(services: Services, event: events.Event) -> str:
-    """Summarize the job's audio, finish the job, emit ``audio.summarized``. Idempotent."""
-    job_id = str(event.data["job_id"])
-    services.publish_pending(job_id)
-    with services.uow() as uow:
-        job = uow.jobs.get(job_id)
-        if (
-            uow.processed.seen(CONSUMER, event.id)
-            or job is None
-            or (job.state is not JobState.CONVERTED or job.summary_status != SummaryStatus.PENDING)
-        ):
-            uow.processed.record(CONSUMER, event.id)
-            uow.commit()
-            return "nothing to do"
+    """Summarize the job's audio, finish the job, emit ``audio.summarized``. Idempotent, and
+    the AI service is asked once per job whatever the deliveries (``vid2mp3.steps``)."""
+    return steps.run(services, event, STEP, _summarize_step)
+
+
+def _summarize_step(task: steps.Work) -> steps.Result:
+    services, job = task.services, task.job
     outcome = _summarize(services, job)
     summarized = events.Event(
         type=events.AUDIO_SUMMARIZED,
-        subject=job_id,
+        subject=job.id,
         source=services.config.event_source,
-        data={"job_id": job_id, "user_id": job.user_id, **outcome.event_data()},
+        data={"job_id": job.id, "user_id": job.user_id, **outcome.event_data()},
     )
-    events.validate(summarized)
-    with services.uow() as uow:
-        changed = uow.jobs.update(
-            job_id,
-            only_in=(JobState.CONVERTED,),
-            state=JobState.COMPLETED,
-            summary_status=str(outcome.status),
-            summary=outcome.summary,
-            category=outcome.category,
-            context_truncated=outcome.context_truncated,
-            summary_reason=outcome.reason,
-            transcribe_model=outcome.transcribe_model,
-            summary_model=outcome.summary_model,
-        )
-        if changed:
-            uow.outbox.add(summarized, job_id)
-        uow.processed.record(CONSUMER, event.id)
-        uow.commit()
-    log.info(
-        "summary finished",
-        extra={"job_id": job_id, "event_id": event.id, "summary_status": str(outcome.status)},
+    log.info("summary finished", extra={"job_id": job.id, "summary_status": str(outcome.status)})
+    return steps.Result(
+        outcome=str(outcome.status),
+        only_in=(JobState.CONVERTED,),
+        changes={
+            "state": JobState.COMPLETED,
+            "summary_status": str(outcome.status),
+            "summary": outcome.summary,
+            "category": outcome.category,
+            "context_truncated": outcome.context_truncated,
+            "summary_reason": outcome.reason,
+            "transcribe_model": outcome.transcribe_model,
+            "summary_model": outcome.summary_model,
+        },
+        announce=summarized,
     )
-    services.publish_pending(job_id)
-    return str(outcome.status)
 
 
 def _summarize(services: Services, job: Job) -> _Outcome:
@@ -167,7 +157,8 @@ def _summarize(services: Services, job: Job) -> _Outcome:
         context_truncated=truncated,
         **models,
     )
-    _record_in_store(services.store, job, outcome)
+    if services.archive is not None:
+        _archive(services.archive, job, outcome)
     return outcome
 
 
@@ -181,7 +172,7 @@ def _ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _transcript(services: Services, summarizer: Summarizer, job: Job) -> str:
     """The stored transcript when an earlier delivery made one, else a new one, stored."""
-    key = transcript_key(job.id)
+    key = job.transcript_key
     stored = _read_text(services.store, key)
     if stored is not None:
         log.info("reusing the stored transcript", extra={"job_id": job.id})
@@ -191,9 +182,7 @@ def _transcript(services: Services, summarizer: Summarizer, job: Job) -> str:
     with tempfile.TemporaryDirectory(prefix="vid2mp3-summary-") as folder:
         mp3 = Path(folder) / "audio.mp3"
         _copy_to_file(services.store, job.mp3_key, mp3)
-        pieces = split_for_upload(
-            mp3, job.mp3_duration, ffmpeg_binary=services.config.ffmpeg_binary
-        )
+        pieces = _split(services, mp3, job.mp3_duration)
         texts = [_ask(summarizer.transcribe, str(piece)) for piece in pieces]
     transcript = " ".join(t.strip() for t in texts if t.strip())
     services.store.put_stream(
@@ -233,49 +222,21 @@ def _copy_to_file(store: BlobStore, key: str, path: Path) -> None:
         raise SummaryFailed("the MP3 is missing from storage") from None
 
 
-def split_for_upload(mp3: Path, duration: float | None, *, ffmpeg_binary: str = "") -> list[Path]:
-    """``mp3`` itself when it fits ``TRANSCRIBE_UPLOAD_LIMIT``, else its pieces in order.
-
-    The pieces are cut with ffmpeg's segment muxer, copying frames (no re-encoding), into a
-    ``segments`` folder next to ``mp3``.
-    """
-    limit = TRANSCRIBE_UPLOAD_LIMIT
-    size = mp3.stat().st_size
-    if size <= limit:
-        return [mp3]
-    ffmpeg = media.find_ffmpeg(ffmpeg_binary)
-    if not duration:
-        try:
-            duration = media.probe(str(mp3), ffmpeg=ffmpeg).audio_duration
-        except Vid2mp3Error as exc:
-            raise SummaryFailed(f"the MP3 cannot be read for transcription: {exc}") from exc
-    seconds = max(1, int((duration or 0) * limit * _SEGMENT_FILL / size))
-    folder = mp3.parent / "segments"
-    folder.mkdir()
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
-    # Our own MP3, but still read only as a local MP3 file: nothing else is opened.
-    argv += ["-protocol_whitelist", "file,pipe", "-f", "mp3", "-i", str(mp3)]
-    argv += ["-map", "0:a:0", "-c", "copy", "-map_metadata", "-1"]
-    argv += ["-f", "segment", "-segment_time", str(seconds), "-segment_format", "mp3"]
-    argv += ["-reset_timestamps", "1", str(folder / "part%05d.mp3")]
+def _split(services: Services, mp3: Path, duration: float | None) -> list[Path]:
+    """The MP3 in pieces the transcription API accepts (``TRANSCRIBE_UPLOAD_LIMIT``, read at
+    call time). Trouble on our side (disk, shutdown) is handed back for another attempt; an MP3
+    that cannot be split ends the summary with the reason."""
     try:
-        done = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=_SPLIT_TIMEOUT,
-            check=False,
+        return media.split_for_upload(
+            mp3,
+            duration,
+            limit=TRANSCRIBE_UPLOAD_LIMIT,
+            ffmpeg=media.find_ffmpeg(services.config.ffmpeg_binary),
         )
-    except subprocess.TimeoutExpired:
-        raise SummaryFailed("splitting the MP3 for transcription took too long") from None
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip()[-300:]
-        raise SummaryFailed(f"splitting the MP3 for transcription failed: {tail}")
-    pieces = sorted(folder.glob("part*.mp3"))
-    if not pieces or any(p.stat().st_size > limit for p in pieces):
-        raise SummaryFailed("the MP3 could not be split into pieces the AI service accepts")
-    return pieces
+    except TransientError:
+        raise
+    except Vid2mp3Error as exc:
+        raise SummaryFailed(f"the MP3 could not be prepared for transcription: {exc}") from exc
 
 
 def truncate(text: str, limit: int) -> tuple[str, bool]:
@@ -319,19 +280,17 @@ def parse_answer(answer: str) -> tuple[str, str]:
     return summary, " ".join(words)
 
 
-def _record_in_store(store: BlobStore, job: Job, outcome: _Outcome) -> None:
-    """Let a store that keeps documents next to the files (GridFS: the ``summaries``
-    collection) record the summary in the seed's schema; other stores have no
-    ``record_summary`` and skip this.
+def _archive(archive: SummaryArchive, job: Job, outcome: _Outcome) -> None:
+    """Record the summary in the store's document archive (GridFS: the ``summaries``
+    collection, in the seed's schema).
 
     ``file_id`` is the MP3's storage key, which is its GridFS filename: rewriting a key makes a
-    new GridFS revision with a new ObjectId, the key stays. The hook runs before the job row is
-    committed, so a redelivery may call it again; the store upserts by ``job_id``.
+    new GridFS revision with a new ObjectId, the key stays. This runs before the job row is
+    committed, so a redelivery may call it again; the archive upserts by ``job_id``.
     """
-    record = getattr(store, "record_summary", None)
-    if record is None or not job.mp3_key:
+    if not job.mp3_key:
         return
-    record(
+    archive.record_summary(
         {
             "job_id": job.id,
             "file_id": job.mp3_key,

@@ -9,7 +9,7 @@ import flask
 import functions_framework
 from cloudevents.http import from_http
 
-from vid2mp3 import entrypoints, jobs, triggers
+from vid2mp3 import dead_letters, entrypoints
 from vid2mp3.errors import InvalidInput
 
 
@@ -18,13 +18,13 @@ from vid2mp3.errors import InvalidInput
 def dead_letter(request: flask.Request) -> flask.Response:
     entrypoints.require_method(request, "POST")
     function = request.path.strip("/")
-    if function not in triggers.TRIGGERS:
+    if function not in dead_letters.POLICIES:
         raise InvalidInput(
-            f"path must name the failing function: one of {sorted(triggers.TRIGGERS)}"
+            f"path must name the failing function: one of {sorted(dead_letters.POLICIES)}"
         )
     try:
         event = entrypoints.to_event(from_http(request.headers, request.get_data()))
     except Exception as exc:
         raise InvalidInput(f"the body is not a CloudEvent: {exc}") from None
-    outcome = jobs.dead_lettered(entrypoints.services(), event, function)
+    outcome = dead_letters.settle(entrypoints.services(), event, function)
     return entrypoints.json_response({"outcome": outcome})

@@ -11,7 +11,7 @@ DELETE /<id>      the job and its files → 204
 import flask
 import functions_framework
 
-from vid2mp3 import entrypoints, users
+from vid2mp3 import entrypoints, uploads, users
 from vid2mp3 import jobs as job_lifecycle
 from vid2mp3.errors import MethodNotAllowed, NotFound
 
@@ -23,10 +23,8 @@ def jobs(request: flask.Request) -> flask.Response:
     parts = [p for p in request.path.split("/") if p]
     route = (request.method, len(parts), parts[1] if len(parts) > 1 else "")
     if route[0] == "PUT" and route[1:] == (2, "upload"):
-        user_id = job_lifecycle.uploader(services, parts[0], request.headers.get("Authorization"))
-        job = job_lifecycle.receive(
-            services, parts[0], user_id, request.stream, request.content_length
-        )
+        user_id = uploads.uploader(services, parts[0], request.headers.get("Authorization"))
+        job = uploads.receive(services, parts[0], user_id, request.stream, request.content_length)
         return entrypoints.json_response(job.public())
     user_id = users.authenticate(services, request.headers.get("Authorization"))["sub"]
     if route == ("GET", 0, ""):
@@ -37,7 +35,7 @@ def jobs(request: flask.Request) -> flask.Response:
         return entrypoints.json_response(job_lifecycle.owned(services, parts[0], user_id).public())
     if route == ("POST", 2, "complete"):
         return entrypoints.json_response(
-            job_lifecycle.complete(services, parts[0], user_id).public(), 202
+            uploads.complete(services, parts[0], user_id).public(), 202
         )
     if route == ("DELETE", 1, ""):
         job_lifecycle.delete(services, parts[0], user_id)

@@ -3,7 +3,7 @@
 import flask
 import functions_framework
 
-from vid2mp3 import entrypoints, jobs, users
+from vid2mp3 import entrypoints, uploads, users
 
 
 @functions_framework.http
@@ -13,7 +13,7 @@ def upload_init(request: flask.Request) -> flask.Response:
     services = entrypoints.services()
     claims = users.authenticate(services, request.headers.get("Authorization"))
     body = entrypoints.json_body(request)
-    job, upload = jobs.create(
+    job, upload = uploads.create(
         services,
         claims["sub"],
         filename=body.get("filename"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from vid2mp3.errors import ConfigError, InvalidInput, TransientError
+from vid2mp3.errors import ConfigError, TransientError
 from vid2mp3.events import SPEC_VERSION, Event
 
 log = logging.getLogger(__name__)
@@ -107,23 +107,7 @@ def event_from_message(headers: Mapping[str, Any] | None, body: bytes) -> Event:
         for prefix in ("ce-", "ce_", "cloudevents:", "cloudevents_"):
             name = name.removeprefix(prefix)
         attributes[name] = _text(value)
-    missing = [a for a in ("id", "type", "source") if not attributes.get(a)]
-    if missing:
-        raise InvalidInput(f"the message lacks CloudEvent attributes: {', '.join(missing)}")
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise InvalidInput("the message body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the message body must be a JSON object")
-    return Event(
-        type=attributes["type"],
-        subject=attributes.get("subject") or str(data.get("job_id", "")),
-        data=data,
-        source=attributes["source"],
-        id=attributes["id"],
-        time=attributes.get("time") or "",
-    )
+    return Event.from_attributes(attributes, body, carrier="the message", body="the message body")
 
 
 def connection_errors(pika: Any) -> tuple[type[BaseException], ...]:

@@ -1,8 +1,9 @@
 """The in-process bus (``EVENTS_URL=memory://``): the broker of the embedded default.
 
-It behaves like the production brokers where it matters: each subscriber gets its own
-delivery, a 5xx/429 is retried with exponential backoff, a 4xx is not, and an event that runs
-out of attempts goes to the dead-letter function so its job ends ``failed``.
+It follows the same delivery rule as the local dispatcher (``vid2mp3.deliveries.decide``):
+each subscriber gets its own delivery, a 5xx/429 is retried with exponential backoff, a 4xx is
+not, an event that runs out of attempts goes to the dead-letter function so its job is settled,
+and a delivery to the dead-letter function is itself retried before it is given up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vid2mp3.deliveries import DELIVERED, RETRY, Delivery, outcome_of
+from vid2mp3.deliveries import DELIVERED, RETRY, Delivery, decide
 from vid2mp3.events import Event
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, subscribers
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 #: Delivers ``event`` to the function named; returns the HTTP status it answered.
 Deliver = Callable[[str, Event], int]
+
+#: How many published events and dead letters are kept for inspection (tests, ``up``'s
+#: lifetime); older ones are forgotten so a long-running ``vid2mp3 up`` does not grow.
+KEEP = 1000
 
 
 @dataclass(order=True)
@@ -32,16 +37,26 @@ class _Delivery:
     function: str
     event: Event
     attempt: int = 1
-    last_status: int = 0
+
+    @property
+    def to_dead_letter(self) -> bool:
+        return self.function.startswith(f"{DEAD_LETTER_FUNCTION}/")
+
+
+def _keep_last(items: list[object]) -> None:
+    if len(items) > 2 * KEEP:
+        del items[:-KEEP]
 
 
 class MemoryBus:
     def __init__(self, *, max_attempts: int = 5, base_delay: float = 2.0) -> None:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
+        #: The latest events published (at most ``2 * KEEP``), oldest first.
         self.published: list[Event] = []
         #: Called after every delivery attempt (the event log); must not raise. ``None``: no log.
         self.on_delivery: Callable[[Event, Delivery], None] | None = None
+        #: (function, event, last status) of the latest events that ran out of attempts.
         self.dead_letters: list[tuple[str, Event, int]] = []
         self._deliver: Deliver | None = None
         self._heap: list[_Delivery] = []
@@ -58,13 +73,18 @@ class MemoryBus:
     def publish(self, event: Event) -> None:
         with self._cond:
             self.published.append(event)
+            _keep_last(self.published)  # type: ignore[arg-type]
             if self._deliver is None:
                 return
             for function in subscribers(event.type):
-                heapq.heappush(
-                    self._heap, _Delivery(time.monotonic(), next(self._seq), function, event)
-                )
+                self._push(0.0, function, event, 1)
             self._cond.notify_all()
+
+    def _push(self, delay: float, function: str, event: Event, attempt: int) -> None:
+        heapq.heappush(
+            self._heap,
+            _Delivery(time.monotonic() + delay, next(self._seq), function, event, attempt),
+        )
 
     def _next(self, block: bool) -> _Delivery | None:
         with self._cond:
@@ -90,55 +110,33 @@ class MemoryBus:
                 "delivery crashed", extra={"function": item.function, "event_id": item.event.id}
             )
             status = 500
-        outcome = outcome_of(status, item.attempt, self.max_attempts)
-        self._log_delivery(item, status, outcome, time.monotonic() - started)
+        decision = decide(
+            status,
+            item.attempt,
+            self.max_attempts,
+            self.base_delay,
+            to_dead_letter=item.to_dead_letter,
+        )
+        self._log_delivery(item, status, decision.outcome, time.monotonic() - started)
+        where = {
+            "function": item.function,
+            "event_id": item.event.id,
+            "job_id": item.event.subject,
+            "status": status,
+            "attempt": item.attempt,
+        }
         with self._cond:
             self._in_flight -= 1
-            if outcome == DELIVERED or item.function.startswith(DEAD_LETTER_FUNCTION):
-                pass
-            elif outcome == RETRY:
-                delay = self.base_delay * 2 ** (item.attempt - 1)
-                log.warning(
-                    "delivery failed, will retry",
-                    extra={
-                        "function": item.function,
-                        "event_id": item.event.id,
-                        "status": status,
-                        "attempt": item.attempt,
-                        "delay": delay,
-                    },
-                )
-                heapq.heappush(
-                    self._heap,
-                    _Delivery(
-                        time.monotonic() + delay,
-                        next(self._seq),
-                        item.function,
-                        item.event,
-                        item.attempt + 1,
-                        status,
-                    ),
-                )
-            else:
-                log.error(
-                    "delivery dead-lettered",
-                    extra={
-                        "function": item.function,
-                        "event_id": item.event.id,
-                        "status": status,
-                        "attempt": item.attempt,
-                    },
-                )
+            if decision.outcome == RETRY:
+                log.warning("delivery failed, will retry", extra={**where, "delay": decision.delay})
+                self._push(decision.delay, item.function, item.event, item.attempt + 1)
+            elif decision.dead_letter:
+                log.error("delivery dead-lettered", extra=where)
                 self.dead_letters.append((item.function, item.event, status))
-                heapq.heappush(
-                    self._heap,
-                    _Delivery(
-                        time.monotonic(),
-                        next(self._seq),
-                        f"{DEAD_LETTER_FUNCTION}/{item.function}",
-                        item.event,
-                    ),
-                )
+                _keep_last(self.dead_letters)  # type: ignore[arg-type]
+                self._push(0.0, f"{DEAD_LETTER_FUNCTION}/{item.function}", item.event, 1)
+            elif decision.outcome != DELIVERED:
+                log.error("the dead-letter function gave up; the event is only logged", extra=where)
             self._cond.notify_all()
 
     def _log_delivery(self, item: _Delivery, status: int, outcome: str, duration: float) -> None:

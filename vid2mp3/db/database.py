@@ -1,4 +1,5 @@
-"""What a SQL adapter provides: a per-thread connection, a transaction start, its dialect."""
+"""What a SQL adapter provides: a per-thread connection, a transaction start, its dialect; and
+what a repository needs of the transaction it works in."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any, Protocol
 class Database(Protocol):
     #: DB-API placeholder of the driver; portable SQL is written with ``?`` and translated.
     placeholder: str
+    #: Appended to a ``SELECT`` that claims rows: other transactions skip the rows this one
+    #: locked instead of waiting for them (``""`` where one writer at a time is the rule).
+    skip_locked: str
 
     def connection(self) -> Any:
         """A connection owned by the calling thread (opened on first use, reused after)."""
@@ -26,4 +30,21 @@ class Database(Protocol):
         """True when ``exc`` is a unique/primary-key violation."""
         ...
 
+    def is_busy(self, exc: BaseException) -> bool:
+        """True when ``exc`` means "run the transaction again": a deadlock, a lock-wait
+        timeout, a busy file. Another attempt usually succeeds."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Transaction(Protocol):
+    """The part of a unit of work that repositories use."""
+
+    skip_locked: str
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run portable SQL written with ``?`` placeholders; returns the cursor."""
+        ...
+
+    def is_duplicate_key(self, exc: BaseException) -> bool: ...

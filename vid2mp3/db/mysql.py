@@ -15,8 +15,14 @@ from vid2mp3.errors import ConfigError, TransientError
 log = logging.getLogger(__name__)
 
 
+#: Deadlock found (1213), lock wait timeout (1205): InnoDB rolled the transaction back (or may
+#: have); running it again is the documented remedy.
+_RETRY_TRANSACTION = frozenset({1205, 1213})
+
+
 class MysqlDatabase:
     placeholder = "%s"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, connect_attempts: int = 6) -> None:
         try:
@@ -40,6 +46,9 @@ class MysqlDatabase:
             "charset": "utf8mb4",
             "autocommit": True,
             "connect_timeout": 10,
+            # Claims and compare-and-set updates need no gap locks; REPEATABLE READ's gap
+            # locks are what made concurrent notification inserts deadlock.
+            "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         }
         self._attempts = connect_attempts
         self._local = threading.local()
@@ -91,6 +100,13 @@ class MysqlDatabase:
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return isinstance(exc, self._pymysql.err.IntegrityError) and exc.args[0] in (1062, 1586)
+
+    def is_busy(self, exc: BaseException) -> bool:
+        return (
+            isinstance(exc, self._pymysql.err.OperationalError | self._pymysql.err.InternalError)
+            and bool(exc.args)
+            and exc.args[0] in _RETRY_TRANSACTION
+        )
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any
 
+from vid2mp3.db.database import Transaction
 from vid2mp3.deliveries import Delivery, LoggedEvent
 from vid2mp3.events import Event
 from vid2mp3.model import ConversionOptions, Job, JobState, User
-
-if TYPE_CHECKING:
-    from vid2mp3.db.unit_of_work import UnitOfWork
 
 _JOB_COLUMNS = tuple(f.name for f in fields(Job))
 # Columns a caller may change through Jobs.update (never the id, owner or creation time).
@@ -21,7 +19,7 @@ _MUTABLE = frozenset(_JOB_COLUMNS) - {"id", "user_id", "created_at"}
 
 
 class _Repository:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: Transaction) -> None:
         self._uow = uow
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -120,21 +118,18 @@ class Jobs(_Repository):
     def delete(self, job_id: str) -> None:
         self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def claim(self, job_id: str, *, lease_seconds: float) -> bool:
-        """Take the job for conversion: from ``uploaded``, or from ``converting`` when the last
-        worker's lease ran out (it died). Returns whether this caller now owns it."""
-        now = time.time()
+    def start_converting(self, job_id: str) -> bool:
+        """Move the job to ``converting`` (from ``uploaded``, or again after a takeover) and
+        count the attempt. Returns whether the job was in one of those states."""
         cur = self._execute(
-            "UPDATE jobs SET state = ?, lease_until = ?, attempts = attempts + 1, progress = 0, "
-            "updated_at = ? WHERE id = ? AND (state = ? OR (state = ? AND lease_until < ?))",
+            "UPDATE jobs SET state = ?, attempts = attempts + 1, progress = 0, updated_at = ? "
+            "WHERE id = ? AND state IN (?, ?)",
             (
                 str(JobState.CONVERTING),
-                now + lease_seconds,
-                now,
+                time.time(),
                 job_id,
                 str(JobState.UPLOADED),
                 str(JobState.CONVERTING),
-                now,
             ),
         )
         return cur.rowcount == 1
@@ -162,7 +157,13 @@ class ProcessedEvents(_Repository):
 
 
 class Outbox(_Repository):
-    """Events written in the same transaction as the state change they announce."""
+    """Events written in the same transaction as the state change they announce.
+
+    A publisher claims rows before it publishes them (``claim``), so publishers running at the
+    same time never send one row twice, and marks each sent after the broker's confirm. A claim
+    whose publisher died runs out (``claimed_until``) and the row is claimed again: an event is
+    published once in the normal case and at least once whatever happens.
+    """
 
     def add(self, event: Event, job_id: str) -> None:
         self._execute(
@@ -170,7 +171,32 @@ class Outbox(_Repository):
             (event.id, job_id, event.to_json(), time.time()),
         )
 
+    def claim(
+        self, *, lease_seconds: float, job_id: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        """Take up to ``limit`` unsent, unclaimed rows (of ``job_id``, or of every job) for
+        ``lease_seconds``, oldest first; rows another transaction is claiming are skipped."""
+        now = time.time()
+        where = "sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?)"
+        params: list[Any] = [now]
+        if job_id is not None:
+            where += " AND job_id = ?"
+            params.append(job_id)
+        rows = self._execute(
+            f"SELECT id, payload FROM outbox WHERE {where} ORDER BY created_at, id LIMIT ?"
+            + self._uow.skip_locked,
+            (*params, limit),
+        ).fetchall()
+        if rows:
+            marks = ", ".join("?" for _ in rows)
+            self._execute(
+                f"UPDATE outbox SET claimed_until = ? WHERE id IN ({marks})",
+                (now + lease_seconds, *(r[0] for r in rows)),
+            )
+        return [Event.from_json(r[1]) for r in rows]
+
     def pending(self, job_id: str) -> list[Event]:
+        """The job's unsent events (claimed or not), oldest first."""
         rows = self._execute(
             "SELECT payload FROM outbox WHERE job_id = ? AND sent_at IS NULL ORDER BY created_at",
             (job_id,),
@@ -178,7 +204,146 @@ class Outbox(_Repository):
         return [Event.from_json(r[0]) for r in rows]
 
     def mark_sent(self, event_id: str) -> None:
-        self._execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (time.time(), event_id))
+        self._execute(
+            "UPDATE outbox SET sent_at = ?, claimed_until = NULL WHERE id = ?",
+            (time.time(), event_id),
+        )
+
+    def release(self, event_id: str) -> None:
+        """Give a claimed row back unsent (its publish failed), for the relay to retry."""
+        self._execute(
+            "UPDATE outbox SET claimed_until = NULL WHERE id = ? AND sent_at IS NULL",
+            (event_id,),
+        )
+
+    def forget_job(self, job_id: str) -> None:
+        """Drop the job's unsent events (it was deleted, or failed without an announcement)."""
+        self._execute("DELETE FROM outbox WHERE job_id = ? AND sent_at IS NULL", (job_id,))
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on one step of one job."""
+
+    job_id: str
+    step: str
+    holder: str
+    lease_until: float
+    takeovers: int
+    #: True when the previous holder's lease ran out (it died): a takeover.
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A step whose worker died or handed it back, waiting to be announced again."""
+
+    job_id: str
+    step: str
+    takeovers: int
+    event: Event
+
+
+class Leases(_Repository):
+    """Who does a job's long or paid step right now (``step_leases``).
+
+    ``take`` succeeds when nobody holds the step, when its holder handed it back (``release``),
+    or when the holder's lease ran out (a takeover, counted in ``takeovers``). The holder renews
+    it while working and ``drop``s it when the step's result is committed.
+    """
+
+    def take(
+        self, job_id: str, step: str, *, holder: str, lease_seconds: float, event: Event
+    ) -> Lease | None:
+        now = time.time()
+        until = now + lease_seconds
+        try:
+            self._execute(
+                "INSERT INTO step_leases (job_id, step, holder, lease_until, is_free, takeovers, "
+                "announced_at, payload) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
+                (job_id, step, holder, until, now, event.to_json()),
+            )
+            return Lease(job_id, step, holder, until, 0)
+        except Exception as exc:
+            if not self._uow.is_duplicate_key(exc):
+                raise
+        row = self._execute(
+            "SELECT is_free, lease_until, takeovers FROM step_leases WHERE job_id = ? AND step = ?"
+            + self._uow.skip_locked,
+            (job_id, step),
+        ).fetchone()
+        if row is None:
+            return None
+        free, expired = bool(row[0]), float(row[1]) < now
+        if not (free or expired):
+            return None
+        took_over = not free
+        takeovers = int(row[2]) + (1 if took_over else 0)
+        cur = self._execute(
+            "UPDATE step_leases SET holder = ?, lease_until = ?, is_free = 0, takeovers = ?, "
+            "payload = ? WHERE job_id = ? AND step = ? AND (is_free = 1 OR lease_until < ?)",
+            (holder, until, takeovers, event.to_json(), job_id, step, now),
+        )
+        if cur.rowcount != 1:
+            return None
+        return Lease(job_id, step, holder, until, takeovers, took_over=took_over)
+
+    def renew(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend ``lease``; False when it is no longer this holder's (it was taken over)."""
+        cur = self._execute(
+            "UPDATE step_leases SET lease_until = ? "
+            "WHERE job_id = ? AND step = ? AND holder = ? AND is_free = 0",
+            (time.time() + lease_seconds, lease.job_id, lease.step, lease.holder),
+        )
+        return cur.rowcount == 1
+
+    def release(self, lease: Lease) -> None:
+        """Hand the step back unfinished: the next delivery takes it without a takeover."""
+        now = time.time()
+        self._execute(
+            "UPDATE step_leases SET is_free = 1, lease_until = ?, announced_at = ? "
+            "WHERE job_id = ? AND step = ? AND holder = ?",
+            (now, now, lease.job_id, lease.step, lease.holder),
+        )
+
+    def held(self, job_id: str, step: str) -> bool:
+        """True while a live worker holds ``step`` of the job."""
+        row = self._execute(
+            "SELECT 1 FROM step_leases WHERE job_id = ? AND step = ? AND is_free = 0 "
+            "AND lease_until > ?",
+            (job_id, step, time.time()),
+        ).fetchone()
+        return row is not None
+
+    def drop(self, job_id: str, step: str | None = None) -> None:
+        """Forget the lease of ``step`` (every step when ``None``): the step is settled."""
+        if step is None:
+            self._execute("DELETE FROM step_leases WHERE job_id = ?", (job_id,))
+        else:
+            self._execute("DELETE FROM step_leases WHERE job_id = ? AND step = ?", (job_id, step))
+
+    def abandoned(self, *, wait_seconds: float, limit: int = 100) -> list[Abandoned]:
+        """Claim steps whose holder died (lease ran out), or that were handed back and not
+        picked up within ``wait_seconds``, for announcing again. A dead holder counts as a
+        takeover; each returned step is reserved for ``wait_seconds`` so it is announced once
+        per period."""
+        now = time.time()
+        rows = self._execute(
+            "SELECT job_id, step, is_free, takeovers, payload FROM step_leases "
+            "WHERE (is_free = 0 AND lease_until < ?) OR (is_free = 1 AND announced_at < ?) "
+            "ORDER BY lease_until LIMIT ?" + self._uow.skip_locked,
+            (now, now - wait_seconds, limit),
+        ).fetchall()
+        found = []
+        for job_id, step, free, takeovers, payload in rows:
+            takeovers = int(takeovers) + (0 if free else 1)
+            self._execute(
+                "UPDATE step_leases SET is_free = 1, takeovers = ?, announced_at = ?, "
+                "lease_until = ? WHERE job_id = ? AND step = ?",
+                (takeovers, now, now, job_id, step),
+            )
+            found.append(Abandoned(job_id, step, takeovers, Event.from_json(payload)))
+        return found
 
 
 class Notifications(_Repository):

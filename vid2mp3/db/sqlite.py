@@ -12,6 +12,8 @@ from typing import Any
 
 class SqliteDatabase:
     placeholder = "?"
+    # BEGIN IMMEDIATE already makes every writer wait its turn: a claim cannot be raced.
+    skip_locked = ""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -47,6 +49,9 @@ class SqliteDatabase:
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)
+
+    def is_busy(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
     def close(self) -> None:
         with self._lock:

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from vid2mp3.db.database import Database
 from vid2mp3.db.repositories import (
     EventLog,
     Jobs,
+    Leases,
     Notifications,
     Outbox,
     ProcessedEvents,
     Users,
 )
-from vid2mp3.deliveries import Delivery
-from vid2mp3.events import Event
+from vid2mp3.errors import TransientError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Runs of one transaction before a deadlock or lock-wait timeout is given up on.
+TRANSACTION_ATTEMPTS = 5
+
+
+class DatabaseBusy(TransientError):
+    """The database rolled the transaction back (deadlock, lock wait); run it again."""
 
 
 class UnitOfWork:
@@ -26,6 +38,7 @@ class UnitOfWork:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.skip_locked = db.skip_locked
         self._conn: Any = None
         self.committed = False
 
@@ -37,6 +50,7 @@ class UnitOfWork:
         self.jobs = Jobs(self)
         self.processed = ProcessedEvents(self)
         self.outbox = Outbox(self)
+        self.leases = Leases(self)
         self.notifications = Notifications(self)
         self.event_log = EventLog(self)
         return self
@@ -48,10 +62,17 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         if not self.committed:
-            self._conn.rollback()
+            try:
+                self._conn.rollback()
+            except Exception:
+                # The connection broke (that is often why we are here); the server rolls back.
+                log.debug("rollback failed", exc_info=True)
 
     def commit(self) -> None:
-        self._conn.commit()
+        try:
+            self._conn.commit()
+        except Exception as exc:
+            raise self._translated(exc) from exc
         self.committed = True
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -59,19 +80,40 @@ class UnitOfWork:
         if self.db.placeholder != "?":
             sql = sql.replace("?", self.db.placeholder)
         cur = self._conn.cursor()
-        cur.execute(sql, params)
+        try:
+            cur.execute(sql, params)
+        except Exception as exc:
+            raise self._translated(exc) from exc
         return cur
+
+    def _translated(self, exc: Exception) -> Exception:
+        if self.db.is_busy(exc):
+            return DatabaseBusy(f"the database is busy ({exc}); try again")
+        return exc
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return self.db.is_duplicate_key(exc)
 
 
-def record_delivery(db: Database, event: Event, delivery: Delivery) -> None:
-    """Add one delivery attempt to the event log. Never raises: the log is for people, and a
-    database hiccup must not hold up the delivery it describes."""
-    try:
-        with UnitOfWork(db) as uow:
-            uow.event_log.record(event, delivery)
-            uow.commit()
-    except Exception:
-        log.exception("event log write failed", extra={"event_id": event.id})
+def transaction(
+    db: Database, work: Callable[[UnitOfWork], T], *, attempts: int = TRANSACTION_ATTEMPTS
+) -> T:
+    """Run ``work(uow)`` and commit; a deadlock or lock-wait timeout runs it again.
+
+    ``work`` must only touch the database (it may run more than once). Returns what it
+    returns; after ``attempts`` busy runs, raises ``DatabaseBusy`` (a ``TransientError``).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with UnitOfWork(db) as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+        except DatabaseBusy as exc:
+            if attempt == attempts:
+                raise
+            # Jitter so the two transactions that deadlocked do not collide again.
+            pause = random.uniform(0.01, 0.05) * 2**attempt
+            log.info("transaction retried", extra={"attempt": attempt, "reason": exc.message})
+            time.sleep(pause)
+    raise AssertionError("unreachable")

@@ -32,9 +32,9 @@ from vid2mp3 import deliveries
 from vid2mp3.bus.amqp import AmqpAddress, connection_errors, event_from_message, import_pika
 from vid2mp3.bus.http import post_event
 from vid2mp3.db.database import Database
-from vid2mp3.db.unit_of_work import record_delivery
 from vid2mp3.deliveries import Delivery
 from vid2mp3.errors import InvalidInput
+from vid2mp3.event_log import record_delivery
 from vid2mp3.events import Event
 from vid2mp3.local.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, TRIGGERS
@@ -226,7 +226,14 @@ class Dispatcher:
             self._settle(message, functools.partial(self._dead_letter_message, message, 0))
             return
         status, detail, duration = self._post(f"{self.invoke_url}/{function}", event)
-        outcome = deliveries.outcome_of(status, attempt, self.topology.max_attempts)
+        decision = deliveries.decide(
+            status,
+            attempt,
+            self.topology.max_attempts,
+            self.topology.retry_base,
+            to_dead_letter=False,
+        )
+        outcome = decision.outcome
         action: Callable[[], None]
         if outcome == deliveries.DELIVERED:
             action = functools.partial(message.channel.basic_ack, message.tag)
@@ -253,7 +260,7 @@ class Dispatcher:
             event,
             Delivery(event.id, function, attempt, status, outcome, duration, time.time(), detail),
         )
-        if outcome in (deliveries.DEAD_LETTERED, deliveries.REJECTED):
+        if decision.dead_letter:
             self._notify_dead_letter(function, event)
         self._settle(message, action)
 
@@ -272,21 +279,33 @@ class Dispatcher:
         still holds the job) is retried on the usual schedule, from this worker thread; after
         that the event is only in the dead-letter queue, for a replay."""
         target = f"{DEAD_LETTER_FUNCTION}/{function}"
-        tries = self.topology.max_attempts
-        for attempt in range(1, tries + 1):
+        ok = False
+        for attempt in range(1, self.topology.max_attempts + 1):
             status, detail, duration = self._post(f"{self.invoke_url}/{target}", event)
-            ok = 200 <= status < 300
-            again = not ok and deliveries.is_retryable(status) and attempt < tries
-            outcome = (
-                deliveries.DELIVERED if ok else deliveries.RETRY if again else deliveries.REJECTED
+            decision = deliveries.decide(
+                status,
+                attempt,
+                self.topology.max_attempts,
+                self.topology.retry_base,
+                to_dead_letter=True,
             )
             self._record(
                 event,
-                Delivery(event.id, target, attempt, status, outcome, duration, time.time(), detail),
+                Delivery(
+                    event.id,
+                    target,
+                    attempt,
+                    status,
+                    decision.outcome,
+                    duration,
+                    time.time(),
+                    detail,
+                ),
             )
-            if not again:
+            ok = decision.outcome == deliveries.DELIVERED
+            if decision.outcome != deliveries.RETRY:
                 break
-            self._stopping.wait(self.topology.delay_ms(attempt) / 1000)
+            self._stopping.wait(decision.delay)
         if ok:
             return
         log.error(

@@ -1,9 +1,11 @@
 """One functions-framework process per function (``vid2mp3 up --processes``), kept running.
 
-Each runs ``python -m functions_framework --target T --source functions/<name>/main.py``, as
-one container per function does in production, in its own process group (so stopping or
-killing it takes its ffmpeg along). A process that dies is started again on the same port,
-as a platform restarts a crashed container.
+Each runs ``python -P -m vid2mp3.local.function_server --function NAME``
+(functions-framework's app for ``functions/<name>/main.py``, with a graceful SIGTERM), as one
+container per function does in production, in its own process group (so killing it takes its
+ffmpeg along). Stopping sends SIGTERM to the server alone, as a platform does to a container:
+its work gets the shutdown grace period and is handed back, then the group is killed. A process
+that dies is started again on the same port, as a platform restarts a crashed container.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-from vid2mp3.local import functions
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,15 @@ class FunctionProcesses:
     def _spawn(self, proc: FunctionProcess) -> None:
         argv = [
             sys.executable,
+            # Safe path: ``-m`` would put the cwd first on sys.path, and a cwd holding a
+            # ``vid2mp3/`` folder (a checkout after ``pip install .``) would shadow the installed
+            # package. The cwd itself stays: relative settings (VID2MP3_HOME, file:// URLs) must
+            # mean the same folders here as in the gateway's process.
+            "-P",
             "-m",
-            "functions_framework",
-            "--target",
-            functions.target(proc.name),
-            "--source",
-            str(functions.source(proc.name)),
+            "vid2mp3.local.function_server",
+            "--function",
+            proc.name,
             "--host",
             self.host,
             "--port",
@@ -146,18 +149,25 @@ class FunctionProcesses:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.process.pid, sig)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def terminate(self) -> None:
+        """Stop restarting and send SIGTERM to every server (not its children: a server hands
+        its work back in order within the shutdown grace period)."""
         self._stopping.set()
         if self._watcher is not None:
-            self._watcher.join(timeout)
+            self._watcher.join(5.0)
         for proc in self.processes.values():
-            self._signal_group(proc, signal.SIGTERM)
+            if proc.process is not None and proc.process.poll() is None:
+                proc.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """``terminate``, wait up to ``timeout`` seconds, then kill what is left of each
+        process group (the ffmpeg of a server that did not stop in time)."""
+        self.terminate()
         deadline = time.monotonic() + timeout
         for proc in self.processes.values():
             if proc.process is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._signal_group(proc, signal.SIGKILL)
-                proc.process.wait()
+            self._signal_group(proc, signal.SIGKILL)
+            proc.process.wait()

@@ -3,6 +3,11 @@
 Functions serve from this process (the default) or, with ``--processes``, each from its own
 functions-framework process behind a streaming proxy. With ``EVENTS_URL=amqp://...`` the local
 dispatcher runs too, delivering events from RabbitMQ to ``/function/<name>`` on this gateway.
+The outbox relay always runs: an event committed while the broker was down goes out once it is
+back, and a step whose worker died is announced again.
+
+On SIGTERM, work in flight gets ``SHUTDOWN_GRACE_SECONDS`` to finish, then is handed back
+(``vid2mp3.shutdown``): a conversion stopped this way resumes after the next start.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from vid2mp3 import bootstrap, logs
+from vid2mp3 import bootstrap, logs, shutdown
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
 from vid2mp3.errors import CommandError
 from vid2mp3.local import functions, webui
 from vid2mp3.local.gateway import Gateway
+from vid2mp3.relay import OutboxRelay
 from vid2mp3.services import Services
 from vid2mp3.triggers import ALL_FUNCTIONS
 
@@ -71,8 +77,10 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
         )
     supervisor = None
     dispatcher = None
+    relay: OutboxRelay | None = None
     gateway: Gateway | None = None
     services: Services | None = None
+    shutdown.reset()
     # Until the server runs, a SIGTERM unwinds through ``finally`` so no child process is left.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
@@ -108,8 +116,14 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
             supervisor.wait_ready()
         if dispatcher is not None:
             dispatcher.start()
+        assert services is not None
+        relay = OutboxRelay(services)
+        relay.start()
 
         def stop(*_: Any) -> None:
+            if not processes:
+                # Functions run here: give their work the grace period, then hand it back.
+                shutdown.request(config.shutdown_grace_seconds)
             threading.Thread(target=server.shutdown, daemon=True).start()
 
         signal.signal(signal.SIGTERM, stop)
@@ -123,42 +137,56 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
         )
         server.serve_forever()
     finally:
+        if relay is not None:
+            relay.stop()
         if gateway is not None:
             gateway.close()  # let queued async calls and their callbacks finish
-        if dispatcher is not None:
-            dispatcher.stop()
         if supervisor is not None:
-            supervisor.stop()
+            supervisor.terminate()  # their work in flight starts its grace period now
+        if dispatcher is not None:
+            # Deliveries in flight end within the grace period: finished, or handed back.
+            dispatcher.stop(timeout=config.shutdown_grace_seconds + 5)
+        if supervisor is not None:
+            # The servers' work gets its grace period, then is handed back (or killed).
+            supervisor.stop(timeout=config.shutdown_grace_seconds + 10)
         if services is not None and isinstance(services.sink, MemoryBus):
             services.sink.stop()
     return 0
 
 
 def run_dispatch(*, invoke_url: str) -> int:
-    """``vid2mp3 dispatch``: only the dispatcher, delivering to ``<invoke_url>/<function>``."""
+    """``vid2mp3 dispatch``: the dispatcher, delivering to ``<invoke_url>/<function>``, and the
+    outbox relay."""
     logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
     config = Config.from_env()
     if not uses_dispatcher(config):
         raise CommandError(
             f"the dispatcher reads RabbitMQ; set EVENTS_URL=amqp://... (it is {config.events_url})"
         )
-    db = bootstrap.make_database(config)
-    from vid2mp3.db.migrations import migrate
-    from vid2mp3.local.dispatcher import Dispatcher
-
-    migrate(db)
-    dispatcher = Dispatcher(
-        config.events_url,
-        invoke_url,
-        db=db,
-        max_attempts=config.max_attempts,
-        retry_base=config.retry_base_seconds,
-    )
+    services = bootstrap.build(config)
+    dispatcher = make_dispatcher(config, services, invoke_url)
+    relay = OutboxRelay(services)
     signal.signal(signal.SIGTERM, lambda *_: dispatcher.stop(timeout=0))
     print(f"vid2mp3 dispatch: delivering to {invoke_url.rstrip('/')}/<function>", flush=True)
+    relay.start()
     try:
         dispatcher.run()
     finally:
+        relay.stop()
         dispatcher.stop(timeout=0)
-        db.close()
+        services.db.close()
+    return 0
+
+
+def run_relay() -> int:
+    """``vid2mp3 relay``: only the outbox relay, until SIGTERM (its own deployment)."""
+    logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
+    services = bootstrap.build(Config.from_env())
+    relay = OutboxRelay(services)
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
+    print(f"vid2mp3 relay: publishing to {services.config.events_url.split('@')[-1]}", flush=True)
+    try:
+        relay.run()
+    finally:
+        services.db.close()
     return 0

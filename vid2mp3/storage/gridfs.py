@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vid2mp3.errors import ConfigError, InvalidInput, NotFound, TransientError
-from vid2mp3.ports import MediaSource, UploadTarget, iter_chunks
+from vid2mp3.ports import MediaSource, iter_chunks
+from vid2mp3.storage.files import stream_file
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -55,7 +56,8 @@ def _reachable() -> Iterator[None]:
 
 
 class GridFSBlobStore:
-    """Blobs in a GridFS bucket.
+    """Blobs in a GridFS bucket: a ``BlobStore``, and a ``SummaryArchive`` (the ``summaries``
+    collection of the same database). No ``DirectTransfer``: GridFS has no URLs.
 
     Parameters:
         database: a pymongo ``Database`` (the client stays owned by the caller unless the store
@@ -138,11 +140,8 @@ class GridFSBlobStore:
             with contextlib.suppress(NoFile):
                 self._bucket.delete(old["_id"])
 
-    def put_file(
-        self, key: str, path: str, *, content_type: str, metadata: Mapping[str, str]
-    ) -> int:
-        with open(path, "rb") as src:
-            return self.put_stream(key, src, content_type=content_type, metadata=metadata)
+    # A file goes in as any stream does, chunk by chunk (storage/files.py).
+    put_file = stream_file
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
@@ -192,14 +191,6 @@ class GridFSBlobStore:
                 shutil.copyfileobj(source, copy, CHUNK)
             log.debug("gridfs object copied for ffmpeg", extra={"key": key})
             yield MediaSource(path)
-
-    def upload_target(
-        self, key: str, *, size: int, content_type: str, expires_in: int
-    ) -> UploadTarget | None:
-        return None
-
-    def download_url(self, key: str, *, filename: str, expires_in: int) -> str | None:
-        return None
 
     def record_summary(self, doc: Mapping[str, Any]) -> None:
         """Keep a summary document in the ``summaries`` collection. With a ``job_id`` it

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vid2mp3.errors import InvalidInput, NotFound
-from vid2mp3.ports import MediaSource, UploadTarget
+from vid2mp3.ports import MediaSource
+from vid2mp3.storage.files import stream_file
 
 CHUNK = 1024 * 1024
 
@@ -57,8 +58,8 @@ class LocalBlobStore:
             os.link(path, dest)
             return dest.stat().st_size
         except OSError:
-            with open(path, "rb") as src:
-                return self.put_stream(key, src, content_type=content_type, metadata=metadata)
+            # Another filesystem, or one without hard links: copy the bytes instead.
+            return stream_file(self, key, path, content_type=content_type, metadata=metadata)
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
@@ -84,11 +85,3 @@ class LocalBlobStore:
         if not path.exists():
             raise NotFound(f"no stored object {key!r}")
         yield MediaSource(str(path))
-
-    def upload_target(
-        self, key: str, *, size: int, content_type: str, expires_in: int
-    ) -> UploadTarget | None:
-        return None
-
-    def download_url(self, key: str, *, filename: str, expires_in: int) -> str | None:
-        return None

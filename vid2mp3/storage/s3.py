@@ -41,11 +41,12 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, BinaryIO
 
+from vid2mp3.config import read_secret
 from vid2mp3.errors import ConfigError, Conflict, InvalidInput, NotFound, TransientError
 from vid2mp3.ports import MediaSource, UploadTarget
+from vid2mp3.storage.files import stream_file
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +68,6 @@ _NO_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})
 _RETRYABLE = frozenset(
     {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
 )
-
-
-def _secret(env: Mapping[str, str], key: str) -> str | None:
-    if env.get(key):
-        return env[key]
-    path = env.get(f"{key}_FILE")
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}_FILE={path!r} cannot be read: {exc.strerror}") from exc
 
 
 def _code(exc: Any) -> str:
@@ -151,7 +140,8 @@ def _make_client(**options: Any) -> Any:
 
 
 class S3BlobStore:
-    """Blobs in one S3 bucket.
+    """Blobs in one S3 bucket: a ``BlobStore``, and the only ``DirectTransfer`` (presigned
+    uploads and downloads that bypass the functions).
 
     Parameters:
         bucket: the bucket name; created on start when missing (``create_bucket``).
@@ -263,9 +253,10 @@ class S3BlobStore:
             endpoint_url=query.get("endpoint") or None,
             public_endpoint_url=query.get("public_endpoint") or None,
             region=query.get("region") or env.get("AWS_REGION") or DEFAULT_REGION,
-            access_key_id=_secret(env, "AWS_ACCESS_KEY_ID"),
-            secret_access_key=_secret(env, "AWS_SECRET_ACCESS_KEY"),
-            session_token=_secret(env, "AWS_SESSION_TOKEN"),
+            # An unset key reads as ""; botocore would sign with that instead of using its chain.
+            access_key_id=read_secret(env, "AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=read_secret(env, "AWS_SECRET_ACCESS_KEY") or None,
+            session_token=read_secret(env, "AWS_SESSION_TOKEN") or None,
             addressing=query.get("addressing"),
             **options,
         )
@@ -377,11 +368,8 @@ class S3BlobStore:
         )
         return total
 
-    def put_file(
-        self, key: str, path: str, *, content_type: str, metadata: Mapping[str, str]
-    ) -> int:
-        with open(path, "rb") as src:
-            return self.put_stream(key, src, content_type=content_type, metadata=metadata)
+    # A file goes up as any stream does, holding one part at a time (storage/files.py).
+    put_file = stream_file
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
@@ -467,6 +455,9 @@ class S3BlobStore:
         The PUT signs ``Content-Type`` and ``Content-Length``: the client must send both as
         given in ``headers`` (HTTP libraries set Content-Length from the body), and S3 refuses
         a different type or size. Each part URL signs its exact length too.
+
+        Always returns a target. Raises ``InvalidInput`` for an invalid key or size, and
+        ``TransientError`` when S3 cannot start the multipart upload.
         """
         self._check(key)
         if size <= 0:
@@ -586,7 +577,11 @@ class S3BlobStore:
                 raise
 
     def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
-        """A presigned GET that makes browsers save the object as ``filename``."""
+        """A presigned GET that makes browsers save the object as ``filename``.
+
+        Signed locally without asking S3, so it never fails for a missing key: the URL then
+        answers 404. Raises ``InvalidInput`` for an invalid key.
+        """
         self._check(key)
         return str(
             self._public.generate_presigned_url(

@@ -1,0 +1,379 @@
+"""Exactly-once effects on the real servers, proven the way they break.
+
+Each test runs ``vid2mp3 up --processes`` (one process per function) on MariaDB and RabbitMQ,
+sometimes two of them on the same database and exchange (two nodes: two processes per event
+function, competing for the same queues), with a fake OpenAI-compatible server counting AI
+requests and a tap queue on the exchange counting publishes per event id. Faults are real: the
+broker's app is stopped and started, function process groups are SIGKILLed, ``up`` is SIGTERMed
+in the middle of a conversion.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fixtures.fake_functions import wait_for
+from tests.fixtures.fake_openai import (  # noqa: F401 (fixture)
+    CHAT,
+    TRANSCRIPTIONS,
+    FakeOpenAI,
+    fake_openai_fixture,
+)
+from tests.fixtures.net import free_port, stop, wait_until_up
+from vid2mp3.bus.amqp import AmqpAddress
+from vid2mp3.db.mysql import MysqlDatabase
+from vid2mp3.db.unit_of_work import UnitOfWork
+from vid2mp3.model import Job, JobState
+
+pytest_plugins = ["tests.fixtures.services_real"]
+
+LEASE_SECONDS = 3
+PASSWORD = "correct horse battery"
+#: Jobs in the load test (users x 3 uploads); the closing note's 60-job run sets 60.
+LOAD_JOBS = int(os.environ.get("VID2MP3_LOAD_JOBS", "12"))
+
+
+@dataclass
+class Node:
+    """One ``vid2mp3 up --processes``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def function_pids(self, name: str) -> list[int]:
+        """Pids of function ``name``'s server processes (children of this ``up``)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            mine = ppid == self.process.pid and b"--function" in argv
+            if mine and argv[argv.index(b"--function") + 1] == name.encode():
+                found.append(int(entry.name))
+        return found
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+    root: Path
+    db: MysqlDatabase
+    tap: Any
+    nodes: list[Node] = field(default_factory=list)
+
+    def start(self, **env: str) -> Node:
+        port = free_port()
+        log = self.root / f"up-{len(self.nodes)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vid2mp3.cli", "up", "--processes", "--port", str(port)],
+                env={**self.env, "PUBLIC_URL": f"http://127.0.0.1:{port}", **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        node = Node(f"http://127.0.0.1:{port}", process, log)
+        wait_until_up(f"{node.url}/healthz", process=process, log=log, timeout=120)
+        self.nodes.append(node)
+        return node
+
+    # -- as a client -------------------------------------------------------------------------
+
+    def token(self, node: Node, email: str) -> str:
+        r = requests.post(
+            f"{node.url}/function/register", json={"email": email, "password": PASSWORD}
+        )
+        assert r.status_code == 201, r.text
+        r = requests.post(f"{node.url}/function/login", auth=(email, PASSWORD))
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+    def upload(self, node: Node, token: str, video: Path) -> str:
+        auth = {"Authorization": f"Bearer {token}"}
+        init = requests.post(
+            f"{node.url}/function/upload-init",
+            json={
+                "filename": video.name,
+                "size": video.stat().st_size,
+                "content_type": "video/mp4",
+            },
+            headers=auth,
+        )
+        assert init.status_code == 201, init.text
+        body = init.json()
+        with video.open("rb") as f:
+            put = requests.put(body["upload"]["url"], data=f, headers=body["upload"]["headers"])
+        assert put.status_code == 200, put.text
+        done = requests.post(f"{node.url}/function/jobs/{body['job_id']}/complete", headers=auth)
+        assert done.status_code == 202, done.text
+        return str(body["job_id"])
+
+    # -- as an operator ----------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        with UnitOfWork(self.db) as uow:
+            job = uow.jobs.get(job_id)
+        assert job is not None
+        return job
+
+    def wait_final(self, job_id: str, timeout: float = 120) -> Job:
+        wait_for(
+            f"job {job_id} to finish",
+            lambda: self.job(job_id).state in (JobState.COMPLETED, JobState.FAILED),
+            timeout,
+        )
+        return self.job(job_id)
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with UnitOfWork(self.db) as uow:
+            return [tuple(r) for r in uow.execute(sql, params).fetchall()]
+
+    def emails(self) -> list[Any]:
+        return [
+            message_from_bytes(p.read_bytes())
+            for p in (self.root / "home" / "outbox").glob("*.eml")
+        ]
+
+    def mp3_files(self, job_id: str) -> list[Path]:
+        return sorted((self.root / "blobs" / "mp3" / job_id).glob("*"))
+
+    def published(self) -> Counter[str]:
+        """How many times each event id reached the exchange (the tap queue, drained)."""
+        return self.tap.drain()
+
+
+class Tap:
+    """A durable queue bound to every routing key of the exchange: one message per publish.
+    Durable and not exclusive, so it outlives a broker restart."""
+
+    def __init__(self, amqp_url: str) -> None:
+        import pika
+
+        self.address = AmqpAddress.parse(amqp_url)
+        self.queue = f"tap-{uuid.uuid4().hex[:8]}"
+        self.counts: Counter[str] = Counter()
+        self._pika = pika
+        with self._channel() as channel:
+            channel.exchange_declare(self.address.exchange, exchange_type="topic", durable=True)
+            channel.queue_declare(self.queue, durable=True)
+            channel.queue_bind(self.queue, self.address.exchange, routing_key="#")
+
+    def _channel(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def opened() -> Iterator[Any]:
+            connection = self._pika.BlockingConnection(self.address.parameters())
+            try:
+                yield connection.channel()
+            finally:
+                connection.close()
+
+        return opened()
+
+    def drain(self) -> Counter[str]:
+        with self._channel() as channel:
+            while True:
+                method, properties, _ = channel.basic_get(self.queue, auto_ack=True)
+                if method is None:
+                    break
+                self.counts[str(properties.message_id)] += 1
+        return self.counts
+
+    def delete(self) -> None:
+        with self._channel() as channel:
+            channel.queue_delete(self.queue)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def cluster(
+    mysql_url: str, amqp_url: str, fake_openai: FakeOpenAI, tmp_path: Path
+) -> Iterator[Cluster]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": mysql_url,
+        "EVENTS_URL": amqp_url,
+        "STORAGE_URL": f"file://{tmp_path / 'blobs'}",
+        "VID2MP3_HOME": str(tmp_path / "home"),
+        "JWT_SECRET": "reliability-test-secret",
+        "RETRY_BASE_SECONDS": "0.5",
+        "MAX_ATTEMPTS": "6",
+        "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "AI_TIMEOUT": "10",
+        "VID2MP3_LOG_LEVEL": "INFO",
+    }
+    for key in ("K_SINK", "SMTP_URL"):
+        env.pop(key, None)
+    tap = Tap(amqp_url)
+    db = MysqlDatabase(mysql_url)
+    cluster = Cluster(env, tmp_path, db, tap)
+    try:
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            stop(node.process)
+        tap.delete()
+        db.close()
+
+
+def _status_counts(cluster: Cluster) -> Counter[int]:
+    return Counter(r[0] for r in cluster.rows("SELECT status FROM event_deliveries"))
+
+
+def test_load_on_two_nodes_publishes_each_event_once_and_pays_once(
+    cluster: Cluster, fake_openai: FakeOpenAI, make_video: Any
+) -> None:
+    nodes = [cluster.start(), cluster.start()]  # two processes per event function
+    videos = [make_video("mp4", seconds=s) for s in (2, 3, 4)]
+    users = max(1, LOAD_JOBS // 3)
+    tokens = [cluster.token(nodes[u % 2], f"load{u}@example.com") for u in range(users)]
+    jobs = [
+        cluster.upload(nodes[(u + n) % 2], tokens[u], video)
+        for u in range(users)
+        for n, video in enumerate(videos)
+    ]
+    finals = [cluster.wait_final(job_id, timeout=300) for job_id in jobs]
+
+    states = Counter(str(j.state) for j in finals)
+    assert states == Counter({"completed": len(jobs)}), [j.error for j in finals]
+    assert all(j.summary_status == "done" for j in finals)
+    # Each committed event went out once: three per job (uploaded, converted, summarized).
+    wait_for(
+        "the outbox to drain",
+        lambda: not cluster.rows("SELECT id FROM outbox WHERE sent_at IS NULL"),
+    )
+    published = cluster.published()
+    assert len(published) == 3 * len(jobs)
+    assert set(published.values()) == {1}, published.most_common(3)
+    # Paid work once per job.
+    assert len(fake_openai.received(TRANSCRIPTIONS)) == len(jobs)
+    assert len(fake_openai.received(CHAT)) == len(jobs)
+    # No 5xx anywhere, every notification sent, one MP3 per job.
+    wait_for(
+        "every email",
+        lambda: (
+            len(cluster.rows("SELECT 1 FROM notifications WHERE status = 'sent'")) == 2 * len(jobs)
+        ),
+        60,
+    )
+    assert cluster.rows("SELECT job_id, kind FROM notifications WHERE status <> 'sent'") == []
+    assert not [s for s in _status_counts(cluster) if s >= 500]
+    assert all(len(cluster.mp3_files(j)) == 1 for j in jobs)
+    print(
+        f"\nload: {len(jobs)} jobs {dict(states)}; publishes per event "
+        f"{dict(Counter(published.values()))}; transcriptions {len(fake_openai.received(TRANSCRIPTIONS))}"
+        f", chats {len(fake_openai.received(CHAT))}; delivery statuses {dict(_status_counts(cluster))}"
+    )
+
+
+def test_a_broker_outage_loses_nothing_and_the_relay_catches_up(
+    cluster: Cluster, make_video: Any
+) -> None:
+    node = cluster.start()
+    token = cluster.token(node, "outage@example.com")
+    video = make_video("mp4", seconds=3)
+    _rabbitmqctl("stop_app")
+    try:
+        job_id = cluster.upload(node, token, video)  # complete answers 202 while it is down
+        assert cluster.job(job_id).state is JobState.UPLOADED
+    finally:
+        _rabbitmqctl("start_app")
+    back = time.monotonic()
+    wait_for(
+        "the relay to publish the upload",
+        lambda: cluster.job(job_id).state is not JobState.UPLOADED,
+        timeout=30,
+    )
+    caught_up = time.monotonic() - back
+    job = cluster.wait_final(job_id)
+    assert job.state is JobState.COMPLETED, job.error
+    published = cluster.published()
+    assert set(published.values()) == {1}
+    assert len(published) == 3
+    print(f"\noutage: the job moved on {caught_up:.1f} s after the broker's return")
+
+
+def test_killed_converters_are_taken_over_without_burning_the_files_attempts(
+    cluster: Cluster, make_video: Any
+) -> None:
+    node = cluster.start()
+    token = cluster.token(node, "kills@example.com")
+    job_id = cluster.upload(node, token, make_video("mp4", seconds=900))
+    recoveries = []
+    for attempt in (1, 2):
+        wait_for(
+            f"conversion attempt {attempt} to be under way",
+            lambda a=attempt: (
+                (j := cluster.job(job_id)).state is JobState.CONVERTING
+                and j.attempts == a
+                and j.progress >= 1
+            ),
+            timeout=90,
+        )
+        [victim] = node.function_pids("convert")
+        os.killpg(victim, signal.SIGKILL)  # the whole container: server and ffmpeg
+        killed = time.monotonic()
+        wait_for("a takeover", lambda a=attempt: cluster.job(job_id).attempts == a + 1, timeout=60)
+        recoveries.append(time.monotonic() - killed)
+    job = cluster.wait_final(job_id, timeout=180)
+    assert job.state is JobState.COMPLETED, job.error
+    assert job.attempts == 3
+    assert len(cluster.mp3_files(job_id)) == 1
+    wait_for("the emails", lambda: len(cluster.emails()) == 2)
+    subjects = sorted(str(m["Subject"]) for m in cluster.emails())
+    assert subjects[0].startswith("Summary of") and subjects[1].startswith("Your MP3 is ready")
+    print(f"\nkills: takeover {', '.join(f'{r:.1f} s' for r in recoveries)} after each SIGKILL")
+
+
+def test_sigterm_mid_conversion_hands_the_job_back_and_a_restart_finishes_it(
+    cluster: Cluster, make_video: Any
+) -> None:
+    node = cluster.start(SHUTDOWN_GRACE_SECONDS="1")
+    token = cluster.token(node, "term@example.com")
+    job_id = cluster.upload(node, token, make_video("mp4", seconds=900))
+    wait_for(
+        "the conversion to be under way",
+        lambda: (j := cluster.job(job_id)).state is JobState.CONVERTING and j.progress >= 1,
+        timeout=90,
+    )
+    node.process.send_signal(signal.SIGTERM)
+    assert node.process.wait(60) == 0
+    cluster.nodes.remove(node)
+    job = cluster.job(job_id)
+    assert job.state is JobState.CONVERTING and job.error is None  # handed back, not failed
+    assert cluster.rows("SELECT is_free FROM step_leases WHERE job_id = ?", (job_id,)) == [(1,)]
+    assert cluster.emails() == []
+
+    cluster.start()
+    job = cluster.wait_final(job_id, timeout=180)
+    assert job.state is JobState.COMPLETED, job.error
+    assert len(cluster.mp3_files(job_id)) == 1
+    wait_for("the emails", lambda: len(cluster.emails()) == 2)
+    subjects = sorted(str(m["Subject"]) for m in cluster.emails())
+    assert not any("could not" in s for s in subjects), subjects
