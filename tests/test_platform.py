@@ -287,4 +287,6 @@ def test_killed_converter_is_redelivered_and_the_job_completes_once(
     ]
     assert attempts[0][1] == deliveries.RETRY and attempts[0][0] in (0, 502)
     assert attempts[-1] == (200, deliveries.DELIVERED)
-    assert all(outcome == deliveries.RETRY for _, outcome in attempts[:-1])
+    # Between them: retries, or a redelivery answered 200 while the dead worker's lease still
+    # ran (left to it; the relay then announced the step again). Never a dead letter.
+    assert all(outcome in (deliveries.RETRY, deliveries.DELIVERED) for _, outcome in attempts[:-1])

@@ -1,4 +1,7 @@
-"""The composition root: the only module that imports concrete adapters.
+"""The composition root: the library's one place that picks and imports concrete adapters.
+
+(The laptop platform in ``vid2mp3.local`` is platform code, not library: its dispatcher and
+server use the AMQP and memory bus adapters directly, as a broker would.)
 
 Each port's adapter is picked by the scheme of its URL in ``Config``. Heavy client packages
 (pymysql, pymongo, boto3, pika, openai) are imported inside the branch that needs them, so
