@@ -24,8 +24,9 @@ import pytest
 import requests
 from mutagen.mp3 import MP3
 
+from tests.fixtures import platform as client
 from tests.fixtures.fake_functions import wait_for
-from tests.fixtures.net import free_port, stop, wait_until_up
+from tests.fixtures.net import free_port, stop
 from vid2mp3 import deliveries
 from vid2mp3.bus.amqp import AmqpEventSink
 from vid2mp3.db.mysql import MysqlDatabase
@@ -52,53 +53,18 @@ class Platform:
     # -- as a client -------------------------------------------------------------------------
 
     def token(self, email: str) -> str:
-        password = "correct horse battery"
-        r = requests.post(
-            f"{self.url}/function/register", json={"email": email, "password": password}
-        )
-        assert r.status_code == 201, r.text
-        r = requests.post(f"{self.url}/function/login", auth=(email, password))
-        assert r.status_code == 200, r.text
-        return str(r.json()["token"])
+        return client.token(self.url, email)
 
     def upload(self, token: str, video: Path, *, complete: bool = True) -> str:
-        auth = {"Authorization": f"Bearer {token}"}
-        init = requests.post(
-            f"{self.url}/function/upload-init",
-            json={
-                "filename": video.name,
-                "size": video.stat().st_size,
-                "content_type": "video/mp4",
-            },
-            headers=auth,
-        )
-        assert init.status_code == 201, init.text
-        body = init.json()
-        with video.open("rb") as f:
-            put = requests.put(body["upload"]["url"], data=f, headers=body["upload"]["headers"])
-        assert put.status_code == 200, put.text
-        if complete:
-            done = requests.post(
-                f"{self.url}/function/jobs/{body['job_id']}/complete", headers=auth
-            )
-            assert done.status_code == 202, done.text
-        return str(body["job_id"])
+        return client.upload(self.url, token, video, complete=complete)
 
     # -- as an operator ----------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
-        with UnitOfWork(self.db) as uow:
-            job = uow.jobs.get(job_id)
-        assert job is not None
-        return job
+        return client.job(self.db, job_id)
 
     def wait_final(self, job_id: str, timeout: float = 90) -> Job:
-        wait_for(
-            f"job {job_id} to finish",
-            lambda: self.job(job_id).state in (JobState.COMPLETED, JobState.FAILED),
-            timeout,
-        )
-        return self.job(job_id)
+        return client.wait_final(self.db, job_id, timeout)
 
     def logged(self, job_id: str) -> list[LoggedEvent]:
         with UnitOfWork(self.db) as uow:
@@ -120,20 +86,10 @@ class Platform:
 
     def function_pid(self, name: str) -> int:
         """The pid of the server process of function ``name`` (a child of ``up``)."""
-        target = name.encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            mine = ppid == self.process.pid and b"--function" in argv
-            if mine and argv[argv.index(b"--function") + 1] == target:
-                return int(entry.name)
-        raise LookupError(f"no process for function {name}")
+        pids = client.function_pids(self.process.pid, name)
+        if not pids:
+            raise LookupError(f"no process for function {name}")
+        return pids[0]
 
 
 @pytest.fixture(scope="module")
@@ -142,35 +98,24 @@ def platform(
 ) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": mysql_module_url,
-        "EVENTS_URL": amqp_module_url,
-        "STORAGE_URL": f"file://{root / 'blobs'}",
-        "VID2MP3_HOME": str(root / "home"),
-        "JWT_SECRET": "platform-test-secret",
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "RETRY_BASE_SECONDS": "0.5",
-        "MAX_ATTEMPTS": "6",
-        "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "VID2MP3_LOG_LEVEL": "INFO",
-    }
-    for key in ("K_SINK", "SMTP_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        env.pop(key, None)
+    env = client.backends_env(
+        mysql_module_url,
+        amqp_module_url,
+        root,
+        JWT_SECRET="platform-test-secret",
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        RETRY_BASE_SECONDS="0.5",
+        MAX_ATTEMPTS="6",
+        JOB_LEASE_SECONDS=str(LEASE_SECONDS),
+        VID2MP3_LOG_LEVEL="INFO",
+    )
     log = root / "up.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vid2mp3.cli", "up", "--processes", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
+    process = client.start_up(env, port, log)
     db = MysqlDatabase(mysql_module_url)
     try:
-        wait_until_up(f"{url}/healthz", process=process, log=log, timeout=90)
-        yield Platform(url, env, root / "home", root / "blobs", process, db, log)
+        yield Platform(
+            f"http://127.0.0.1:{port}", env, root / "home", root / "blobs", process, db, log
+        )
     finally:
         stop(process)
         db.close()

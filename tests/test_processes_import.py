@@ -3,16 +3,14 @@ checkout after ``pip install .``): every function process must import the instal
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.fixtures.net import free_port, stop, wait_until_up
+from tests.fixtures import platform as client
+from tests.fixtures.net import free_port, stop
 
 pytest_plugins = ["tests.fixtures.services_real"]
 
@@ -24,33 +22,12 @@ def up_beside_a_decoy(mysql_url: str, amqp_url: str, tmp_path: Path) -> Iterator
     decoy.mkdir()
     (decoy / "__init__.py").write_text('raise ImportError("decoy imported")\n')
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": mysql_url,
-        "EVENTS_URL": amqp_url,
-        "STORAGE_URL": f"file://{tmp_path / 'blobs'}",
-        "VID2MP3_HOME": str(tmp_path / "home"),
-        "JWT_SECRET": "processes-test-secret",
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    for key in ("K_SINK", "SMTP_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        env.pop(key, None)
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        # -P keeps this interpreter off the decoy too, as the ``vid2mp3`` console script does:
-        # only the function processes are under test.
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "vid2mp3.cli", "up", "--processes", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
+    env = client.backends_env(mysql_url, amqp_url, tmp_path, JWT_SECRET="processes-test-secret")
+    # -P keeps this interpreter off the decoy too, as the ``vid2mp3`` console script does: only
+    # the function processes are under test.
+    process = client.start_up(env, port, tmp_path / "up.log", cwd=tmp_path, python_flags=["-P"])
     try:
-        wait_until_up(f"{url}/healthz", process=process, log=log, timeout=90)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
 

@@ -54,6 +54,20 @@ def _expire_leases(services: Services, job_id: str) -> None:
         uow.commit()
 
 
+def _taken_by_a_dead_worker(
+    api: Api, services: Services, bus: MemoryBus, video: Any
+) -> tuple[str, events.Event]:
+    """An uploaded job that a worker took and died with: its lease is there, nobody renews it.
+    Returns the job id and its ``video.uploaded`` event."""
+    job_id = api.upload(api.token("dead-worker@example.com"), video)
+    [uploaded] = [e for e in bus.published if e.type == events.VIDEO_UPLOADED]
+    with services.uow() as uow:
+        uow.leases.take(job_id, "convert", holder="dead", lease_seconds=60, event=uploaded)
+        uow.jobs.start_converting(job_id)
+        uow.commit()
+    return job_id, uploaded
+
+
 def test_complete_during_an_outage_answers_202_and_the_relay_publishes_once(
     api: Api, services: Services, bus: MemoryBus, broker: Broker, make_video: Any
 ) -> None:
@@ -81,14 +95,7 @@ def test_complete_during_an_outage_answers_202_and_the_relay_publishes_once(
 def test_a_dead_workers_step_is_announced_again_and_finished_once(
     api: Api, services: Services, bus: MemoryBus, broker: Broker, make_video: Any
 ) -> None:
-    token = api.token("pia@example.com")
-    job_id = api.upload(token, make_video("mp4"))
-    [uploaded] = [e for e in bus.published if e.type == events.VIDEO_UPLOADED]
-    # A worker took the job and died: its lease is there, nobody renews it.
-    with services.uow() as uow:
-        uow.leases.take(job_id, "convert", holder="dead", lease_seconds=60, event=uploaded)
-        uow.jobs.start_converting(job_id)
-        uow.commit()
+    job_id, uploaded = _taken_by_a_dead_worker(api, services, bus, make_video("mp4"))
     bus.run_until_idle()  # the broker's delivery finds it held and leaves it to that worker
     assert _job(services, job_id).state == "converting"
 
@@ -111,13 +118,8 @@ def test_a_dead_workers_step_is_announced_again_and_finished_once(
 def test_a_job_whose_workers_keep_dying_fails_blaming_the_service(
     api: Api, services: Services, bus: MemoryBus, broker: Broker, make_video: Any
 ) -> None:
-    token = api.token("quin@example.com")
-    job_id = api.upload(token, make_video("mp4"))
-    [uploaded] = [e for e in bus.published if e.type == events.VIDEO_UPLOADED]
+    job_id, _ = _taken_by_a_dead_worker(api, services, bus, make_video("mp4"))
     relay = OutboxRelay(services)
-    with services.uow() as uow:
-        uow.leases.take(job_id, "convert", holder="w0", lease_seconds=60, event=uploaded)
-        uow.commit()
     for _ in range(services.config.max_takeovers + 1):
         _expire_leases(services, job_id)
         with services.uow() as uow:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -24,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from tests.fixtures import platform as client
 from tests.fixtures.fake_functions import wait_for
 from tests.fixtures.fake_openai import (  # noqa: F401 (fixture)
     CHAT,
@@ -33,7 +32,7 @@ from tests.fixtures.fake_openai import (  # noqa: F401 (fixture)
     FakeOpenAI,
     fake_openai_fixture,
 )
-from tests.fixtures.net import free_port, stop, wait_until_up
+from tests.fixtures.net import free_port, stop
 from vid2mp3.bus.amqp import AmqpAddress
 from vid2mp3.db.mysql import MysqlDatabase
 from vid2mp3.db.unit_of_work import UnitOfWork
@@ -42,7 +41,6 @@ from vid2mp3.model import Job, JobState
 pytest_plugins = ["tests.fixtures.services_real"]
 
 LEASE_SECONDS = 3
-PASSWORD = "correct horse battery"
 #: Jobs in the load test (users x 3 uploads); the closing note's 60-job run sets 60.
 LOAD_JOBS = int(os.environ.get("VID2MP3_LOAD_JOBS", "12"))
 
@@ -56,21 +54,7 @@ class Node:
     log: Path
 
     def function_pids(self, name: str) -> list[int]:
-        """Pids of function ``name``'s server processes (children of this ``up``)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            mine = ppid == self.process.pid and b"--function" in argv
-            if mine and argv[argv.index(b"--function") + 1] == name.encode():
-                found.append(int(entry.name))
-        return found
+        return client.function_pids(self.process.pid, name)
 
 
 @dataclass
@@ -84,65 +68,26 @@ class Cluster:
     def start(self, **env: str) -> Node:
         port = free_port()
         log = self.root / f"up-{len(self.nodes)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "vid2mp3.cli", "up", "--processes", "--port", str(port)],
-                env={**self.env, "PUBLIC_URL": f"http://127.0.0.1:{port}", **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        process = client.start_up({**self.env, **env}, port, log)
         node = Node(f"http://127.0.0.1:{port}", process, log)
-        wait_until_up(f"{node.url}/healthz", process=process, log=log, timeout=120)
         self.nodes.append(node)
         return node
 
     # -- as a client -------------------------------------------------------------------------
 
     def token(self, node: Node, email: str) -> str:
-        r = requests.post(
-            f"{node.url}/function/register", json={"email": email, "password": PASSWORD}
-        )
-        assert r.status_code == 201, r.text
-        r = requests.post(f"{node.url}/function/login", auth=(email, PASSWORD))
-        assert r.status_code == 200, r.text
-        return str(r.json()["token"])
+        return client.token(node.url, email)
 
     def upload(self, node: Node, token: str, video: Path) -> str:
-        auth = {"Authorization": f"Bearer {token}"}
-        init = requests.post(
-            f"{node.url}/function/upload-init",
-            json={
-                "filename": video.name,
-                "size": video.stat().st_size,
-                "content_type": "video/mp4",
-            },
-            headers=auth,
-        )
-        assert init.status_code == 201, init.text
-        body = init.json()
-        with video.open("rb") as f:
-            put = requests.put(body["upload"]["url"], data=f, headers=body["upload"]["headers"])
-        assert put.status_code == 200, put.text
-        done = requests.post(f"{node.url}/function/jobs/{body['job_id']}/complete", headers=auth)
-        assert done.status_code == 202, done.text
-        return str(body["job_id"])
+        return client.upload(node.url, token, video)
 
     # -- as an operator ----------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
-        with UnitOfWork(self.db) as uow:
-            job = uow.jobs.get(job_id)
-        assert job is not None
-        return job
+        return client.job(self.db, job_id)
 
     def wait_final(self, job_id: str, timeout: float = 120) -> Job:
-        wait_for(
-            f"job {job_id} to finish",
-            lambda: self.job(job_id).state in (JobState.COMPLETED, JobState.FAILED),
-            timeout,
-        )
-        return self.job(job_id)
+        return client.wait_final(self.db, job_id, timeout)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with UnitOfWork(self.db) as uow:
@@ -213,23 +158,19 @@ def _rabbitmqctl(*args: str) -> None:
 def cluster(
     mysql_url: str, amqp_url: str, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> Iterator[Cluster]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": mysql_url,
-        "EVENTS_URL": amqp_url,
-        "STORAGE_URL": f"file://{tmp_path / 'blobs'}",
-        "VID2MP3_HOME": str(tmp_path / "home"),
-        "JWT_SECRET": "reliability-test-secret",
-        "RETRY_BASE_SECONDS": "0.5",
-        "MAX_ATTEMPTS": "6",
-        "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "AI_TIMEOUT": "10",
-        "VID2MP3_LOG_LEVEL": "INFO",
-    }
-    for key in ("K_SINK", "SMTP_URL"):
-        env.pop(key, None)
+    env = client.backends_env(
+        mysql_url,
+        amqp_url,
+        tmp_path,
+        JWT_SECRET="reliability-test-secret",
+        RETRY_BASE_SECONDS="0.5",
+        MAX_ATTEMPTS="6",
+        JOB_LEASE_SECONDS=str(LEASE_SECONDS),
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_API_KEY="test-key",
+        AI_TIMEOUT="10",
+        VID2MP3_LOG_LEVEL="INFO",
+    )
     tap = Tap(amqp_url)
     db = MysqlDatabase(mysql_url)
     cluster = Cluster(env, tmp_path, db, tap)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from vid2mp3 import events, jobs
+from vid2mp3 import conversion, events, jobs, summaries
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.model import FINAL_STATES, Job, JobState, SummaryStatus
 from vid2mp3.services import Services
@@ -32,7 +32,7 @@ SUMMARY_GAVE_UP = "the summary step kept failing"
 
 def _convert(services: Services, job: Job) -> str:
     def settle(uow: UnitOfWork) -> str:
-        if uow.leases.held(job.id, "convert"):
+        if uow.leases.held(job.id, conversion.CONSUMER):
             return "left to the live worker converting it"
         failed = jobs.mark_failed(
             uow, services.config, job, stage="delivery", reason=CONVERT_GAVE_UP
@@ -40,13 +40,14 @@ def _convert(services: Services, job: Job) -> str:
         return "failed" if failed else "nothing to do"
 
     outcome = services.atomically(settle)
-    services.publish_outbox(job.id)
+    if outcome == "failed":
+        services.publish_outbox(job.id)  # the job.failed it announced
     return outcome
 
 
 def _summarize(services: Services, job: Job) -> str:
     def settle(uow: UnitOfWork) -> str:
-        if uow.leases.held(job.id, "summarize"):
+        if uow.leases.held(job.id, summaries.CONSUMER):
             return "left to the live worker summarizing it"
         changed = uow.jobs.update(
             job.id,
@@ -55,7 +56,7 @@ def _summarize(services: Services, job: Job) -> str:
             summary_status=str(SummaryStatus.FAILED),
             summary_reason=SUMMARY_GAVE_UP,
         )
-        uow.leases.drop(job.id, "summarize")
+        uow.leases.drop(job.id, summaries.CONSUMER)
         return "completed without summary" if changed else "nothing to do"
 
     return services.atomically(settle)

@@ -20,7 +20,6 @@ from vid2mp3.errors import (
     InvalidInput,
     MethodNotAllowed,
     TransientError,
-    Unauthorized,
     Vid2mp3Error,
 )
 from vid2mp3.services import Services
@@ -47,10 +46,12 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return response
 
 
-def error_response(exc: Vid2mp3Error) -> Any:
+def error_response(exc: Vid2mp3Error, *, challenge: str = "Bearer") -> Any:
+    """``{"error": message}`` with ``exc``'s status; a 401 challenges with the auth scheme
+    ``challenge``, a transient error says when to try again."""
     headers = {"Retry-After": "5"} if isinstance(exc, TransientError) else {}
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = f'{exc.scheme} realm="vid2mp3"'
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = f'{challenge} realm="vid2mp3"'
     return json_response({"error": exc.message}, exc.status, headers)
 
 
@@ -74,8 +75,11 @@ def _cors(request: Any, response: Any) -> Any:
     return response
 
 
-def http_errors(view: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wrap an HTTP door: CORS, error mapping, and a request log line."""
+def http_errors(view: Callable[[Any], Any] | None = None, *, challenge: str = "Bearer") -> Any:
+    """Wrap an HTTP door: CORS, error mapping, and a request log line. ``challenge`` is the
+    auth scheme its 401s ask for (``@http_errors(challenge="Basic")`` for login)."""
+    if view is None:
+        return functools.partial(http_errors, challenge=challenge)
 
     @functools.wraps(view)
     def wrapper(request: Any) -> Any:
@@ -84,11 +88,7 @@ def http_errors(view: Callable[[Any], Any]) -> Callable[[Any], Any]:
         try:
             response = flask.Response(status=204) if request.method == "OPTIONS" else view(request)
         except Vid2mp3Error as exc:
-            log.info(
-                "request refused",
-                extra={"path": request.path, "status": exc.status, "reason": exc.message},
-            )
-            response = error_response(exc)
+            response = _refused(request, exc, challenge)
         except Exception:
             log.exception("request crashed", extra={"path": request.path})
             response = _internal_error()
@@ -96,22 +96,21 @@ def http_errors(view: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return _cors(request, response)
         except ConfigError as exc:
             # Without services, CORS reads the environment itself, which may be what is wrong.
-            log.info(
-                "request refused",
-                extra={"path": request.path, "status": exc.status, "reason": exc.message},
-            )
-            return error_response(exc)
+            return _refused(request, exc, challenge)
 
     return wrapper
 
 
-def basic_challenge(request: Any) -> str:
-    """The scheme a Basic-auth door's 401 challenges with: ``Basic`` for API clients, but not
-    for a page's own ``fetch`` (``Sec-Fetch-Mode`` cors/same-origin): a browser answers a Basic
-    challenge with its native password dialog over the page's own form."""
-    if request.headers.get("Sec-Fetch-Mode") in ("cors", "same-origin"):
-        return "FormBased"
-    return "Basic"
+def _refused(request: Any, exc: Vid2mp3Error, challenge: str) -> Any:
+    log.info(
+        "request refused",
+        extra={"path": request.path, "status": exc.status, "reason": exc.message},
+    )
+    # A page's own fetch (Sec-Fetch-Mode cors/same-origin) must not get a Basic challenge: the
+    # browser would answer it with its native password dialog over the page's own form.
+    if challenge == "Basic" and request.headers.get("Sec-Fetch-Mode") in ("cors", "same-origin"):
+        challenge = "FormBased"
+    return error_response(exc, challenge=challenge)
 
 
 def json_body(request: Any) -> dict[str, Any]:

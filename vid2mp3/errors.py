@@ -28,19 +28,10 @@ class InvalidInput(PermanentError):
 
 
 class Unauthorized(PermanentError):
-    """The caller did not prove who they are.
-
-    Args:
-        message: what is wrong with the credentials.
-        scheme: the HTTP auth scheme the ``WWW-Authenticate`` challenge asks for (``Bearer``
-            for tokens, ``Basic`` where an email and password are expected).
-    """
+    """The caller did not prove who they are (the door's ``WWW-Authenticate`` challenge says
+    how: ``entrypoints.http_errors(challenge=...)``)."""
 
     status = 401
-
-    def __init__(self, message: str, *, scheme: str = "Bearer") -> None:
-        super().__init__(message)
-        self.scheme = scheme
 
 
 class Forbidden(PermanentError):

@@ -10,7 +10,8 @@ Every ``RELAY_INTERVAL_SECONDS`` it
    publisher died), claimed like every publish so several relays never send one row twice.
 
 It runs inside ``vid2mp3 up`` and ``vid2mp3 dispatch``, and alone as ``vid2mp3 relay`` (its
-deployment for Knative and OpenFaaS is ``infra/k8s/relay.yaml``). Several may run at once.
+deployments: ``infra/knative/relay.yaml``, ``infra/openfaas/relay.yaml``; OpenFaaS CE's dispatcher
+runs it itself). Several may run at once.
 """
 
 from __future__ import annotations
@@ -56,13 +57,9 @@ class OutboxRelay:
                 "event_id": step.event.id,
                 "takeovers": step.takeovers,
             }
-            if step.takeovers > config.max_takeovers:
-                jobs.fail(
-                    self.services,
-                    step.job_id,
-                    stage=step.step,
-                    reason=steps.KEPT_STOPPING.format(count=step.takeovers),
-                )
+            reason = steps.kept_stopping(config, step.takeovers)
+            if reason is not None:
+                jobs.fail(self.services, step.job_id, stage=step.step, reason=reason)
                 continue
             try:
                 self.services.sink.publish(step.event)

@@ -20,14 +20,16 @@ another attempt starts afresh; the broker's dead-letter rule settles a step that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vid2mp3 import events, jobs, shutdown
+from vid2mp3.config import Config
 from vid2mp3.db.repositories import Lease
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.errors import PermanentError
@@ -41,6 +43,10 @@ KEPT_STOPPING = (
     "the service kept stopping while working on this file ({count} times); this is a problem "
     "on our side, not with your file; please try again later"
 )
+
+
+#: What ``_claim`` answers when the job failed for its takeovers (its failure is announced).
+_GAVE_UP = "failed: the service kept stopping"
 
 
 def _nothing(uow: UnitOfWork, job: Job) -> None:
@@ -104,34 +110,37 @@ def run(services: Services, event: events.Event, step: Step, work: Callable[[Wor
     job_id = str(event.data["job_id"])
     holder = f"{step.name}:{uuid.uuid4()}"
     claimed = services.atomically(lambda uow: _claim(services, uow, event, step, job_id, holder))
+    if claimed == _GAVE_UP:
+        services.publish_outbox(job_id)  # the failure it announced
     if isinstance(claimed, str):
-        services.publish_outbox(job_id)  # a takeover limit may have announced a failure
         return claimed
     job, lease = claimed
     where = {"job_id": job_id, "event_id": event.id, "step": step.name}
     log.info("step started", extra={**where, "takeover": lease.took_over})
     task = Work(services, job, event, lease)
-    stop_beat = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(task, stop_beat), daemon=True)
-    beat.start()
     try:
-        result = work(task)
+        with _heartbeat(task):
+            result = work(task)
     except PermanentError as exc:
-        stop_beat.set()
         reason = exc.message
-        services.atomically(lambda uow: _fail(uow, services, job_id, step, event, lease, reason))
+        services.atomically(lambda uow: _fail(uow, services, job_id, step, event, reason))
         services.publish_outbox(job_id)
         return "failed"
     except BaseException as exc:
-        stop_beat.set()
         _hand_back(services, lease, where, exc)
         raise
-    finally:
-        stop_beat.set()
     services.atomically(lambda uow: _settle(uow, job_id, step, event, result))
     log.info("step finished", extra={**where, "outcome": result.outcome})
     services.publish_outbox(job_id)
     return result.outcome
+
+
+def kept_stopping(config: Config, takeovers: int) -> str | None:
+    """The reason a job fails with after ``takeovers`` worker deaths, or ``None`` while it is
+    within ``MAX_TAKEOVERS`` (the one rule; the claim here and the relay both apply it)."""
+    if takeovers <= config.max_takeovers:
+        return None
+    return KEPT_STOPPING.format(count=takeovers)
 
 
 def _claim(
@@ -162,11 +171,11 @@ def _claim(
     if lease is None:
         # Not recorded as handled: if the worker on it dies, this event is announced again.
         return "another worker is on it"
-    if lease.takeovers > services.config.max_takeovers:
-        reason = KEPT_STOPPING.format(count=lease.takeovers)
+    reason = kept_stopping(services.config, lease.takeovers)
+    if reason is not None:
         jobs.mark_failed(uow, services.config, job, stage=step.name, reason=reason)
         uow.processed.record(step.name, event.id)
-        return "failed: the service kept stopping"
+        return _GAVE_UP
     step.begin(uow, job)
     return uow.jobs.get(job_id) or job, lease
 
@@ -188,13 +197,12 @@ def _fail(
     job_id: str,
     step: Step,
     event: events.Event,
-    lease: Lease,
     reason: str,
 ) -> None:
     job = uow.jobs.get(job_id)
     if job is not None:
         jobs.mark_failed(uow, services.config, job, stage=step.name, reason=reason)
-    uow.leases.drop(job_id, step.name)
+    uow.leases.drop(job_id, step.name)  # also when the job is gone (mark_failed drops its own)
     uow.processed.record(step.name, event.id)
 
 
@@ -209,14 +217,27 @@ def _hand_back(services: Services, lease: Lease, where: dict[str, Any], exc: Bas
     log.warning("step handed back", extra={**where, "reason": reason})
 
 
-def _heartbeat(task: Work, stop: threading.Event) -> None:
-    # Keeps the lease alive while the work is silent (probing, storing, waiting on an API).
+@contextlib.contextmanager
+def _heartbeat(task: Work) -> Iterator[None]:
+    """Renew ``task``'s lease in a thread while the block runs (every lease/4), so the lease
+    stays alive while the work is silent (probing, storing, waiting on an API); stopped before
+    the block's outcome is settled."""
+    stop = threading.Event()
     interval = max(0.5, task.services.config.job_lease_seconds / 4)
     where = {"job_id": task.job.id, "step": task.lease.step}
-    while not stop.wait(interval):
-        try:
-            if not task.renew():
-                log.warning("lease lost to another worker", extra=where)
-                return
-        except Exception:
-            log.exception("lease renewal failed", extra=where)
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                if not task.renew():
+                    log.warning("lease lost to another worker", extra=where)
+                    return
+            except Exception:
+                log.exception("lease renewal failed", extra=where)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{task.job.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()

@@ -8,18 +8,13 @@ from vid2mp3.errors import Unauthorized
 
 
 @functions_framework.http
-@entrypoints.http_errors
+@entrypoints.http_errors(challenge="Basic")
 def login(request: flask.Request) -> flask.Response:
     entrypoints.require_method(request, "POST")
-    scheme = entrypoints.basic_challenge(request)
     credentials = request.authorization
     if credentials is None or credentials.type != "basic" or not credentials.username:
-        raise Unauthorized("send your email and password with HTTP Basic auth", scheme=scheme)
-    try:
-        token, expires_at = users.login(
-            entrypoints.services(), credentials.username, credentials.password or ""
-        )
-    except Unauthorized as exc:
-        # The library speaks of tokens; here the client should retry with Basic credentials.
-        raise Unauthorized(exc.message, scheme=scheme) from None
+        raise Unauthorized("send your email and password with HTTP Basic auth")
+    token, expires_at = users.login(
+        entrypoints.services(), credentials.username, credentials.password or ""
+    )
     return entrypoints.json_response({"token": token, "expires_at": expires_at})

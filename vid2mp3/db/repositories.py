@@ -217,7 +217,7 @@ class Outbox(_Repository):
         )
 
     def forget_job(self, job_id: str) -> None:
-        """Drop the job's unsent events (it was deleted, or failed without an announcement)."""
+        """Drop the job's unsent events (the job is being deleted)."""
         self._execute("DELETE FROM outbox WHERE job_id = ? AND sent_at IS NULL", (job_id,))
 
 
@@ -228,7 +228,6 @@ class Lease:
     job_id: str
     step: str
     holder: str
-    lease_until: float
     takeovers: int
     #: True when the previous holder's lease ran out (it died): a takeover.
     took_over: bool = False
@@ -263,7 +262,7 @@ class Leases(_Repository):
                 "announced_at, payload) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
                 (job_id, step, holder, until, now, event.to_json()),
             )
-            return Lease(job_id, step, holder, until, 0)
+            return Lease(job_id, step, holder, 0)
         except Exception as exc:
             if not self._uow.is_duplicate_key(exc):
                 raise
@@ -286,7 +285,7 @@ class Leases(_Repository):
         )
         if cur.rowcount != 1:
             return None
-        return Lease(job_id, step, holder, until, takeovers, took_over=took_over)
+        return Lease(job_id, step, holder, takeovers, took_over=took_over)
 
     def renew(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend ``lease``; False when it is no longer this holder's (it was taken over)."""

@@ -226,13 +226,7 @@ class Dispatcher:
             self._settle(message, functools.partial(self._dead_letter_message, message, 0))
             return
         status, detail, duration = self._post(f"{self.invoke_url}/{function}", event)
-        decision = deliveries.decide(
-            status,
-            attempt,
-            self.topology.max_attempts,
-            self.topology.retry_base,
-            to_dead_letter=False,
-        )
+        decision = self._decide(status, attempt, to_dead_letter=False)
         outcome = decision.outcome
         action: Callable[[], None]
         if outcome == deliveries.DELIVERED:
@@ -264,6 +258,15 @@ class Dispatcher:
             self._notify_dead_letter(function, event)
         self._settle(message, action)
 
+    def _decide(self, status: int, attempt: int, *, to_dead_letter: bool) -> deliveries.Decision:
+        return deliveries.decide(
+            status,
+            attempt,
+            self.topology.max_attempts,
+            self.topology.retry_base,
+            to_dead_letter=to_dead_letter,
+        )
+
     def _post(self, url: str, event: Event) -> tuple[int, str, float]:
         """Deliver once; returns (status, detail, seconds). Status 0 means no answer."""
         started = time.monotonic()
@@ -282,13 +285,7 @@ class Dispatcher:
         ok = False
         for attempt in range(1, self.topology.max_attempts + 1):
             status, detail, duration = self._post(f"{self.invoke_url}/{target}", event)
-            decision = deliveries.decide(
-                status,
-                attempt,
-                self.topology.max_attempts,
-                self.topology.retry_base,
-                to_dead_letter=True,
-            )
+            decision = self._decide(status, attempt, to_dead_letter=True)
             self._record(
                 event,
                 Delivery(

@@ -42,6 +42,8 @@ class InFlight:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        from werkzeug.wsgi import ClosingIterator
+
         with self._lock:
             self.count += 1
         try:
@@ -49,28 +51,11 @@ class InFlight:
         except BaseException:
             self._done()
             raise
-        return _Counted(body, self._done)
+        return ClosingIterator(body, self._done)
 
     def _done(self) -> None:
         with self._lock:
             self.count -= 1
-
-
-class _Counted:
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
-        self._body = body
-        self._done = done
-
-    def __iter__(self) -> Any:
-        return iter(self._body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._done()
 
 
 def _grace() -> float:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vid2mp3.deliveries import retry_delay
 from vid2mp3.triggers import TRIGGERS
 
 #: Message header counting delivery attempts (``x-`` headers are never CloudEvent attributes).
@@ -48,7 +49,7 @@ class Topology:
 
     def delay_ms(self, attempt: int) -> int:
         """How long to wait before attempt ``attempt + 1``, after attempt ``attempt`` failed."""
-        return max(1, round(self.retry_base * 1000 * 2 ** (attempt - 1)))
+        return max(1, round(retry_delay(attempt, self.retry_base) * 1000))
 
     def delay_queue(self, function: str, attempt: int) -> str:
         return f"{self.exchange}.{function}.retry.{self.delay_ms(attempt)}ms"
