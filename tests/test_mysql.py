@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -311,3 +312,55 @@ def test_event_log_keeps_each_event_once_with_all_deliveries(db: Database) -> No
     ]
     assert logged.deliveries[0].detail == "busy"
     assert logged.deliveries[1].duration == pytest.approx(1.5)
+
+
+def _server_connections(db: Database) -> int:
+    """Connections the server sees on this test's database (MariaDB) or open handles on its
+    file (SQLite)."""
+    if isinstance(db, MysqlDatabase):
+        with UnitOfWork(db) as uow:
+            name = uow.execute("SELECT DATABASE()").fetchone()[0]
+            row = uow.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ?", (name,)
+            ).fetchone()
+        return int(row[0]) - 1  # not the one asking
+    assert isinstance(db, SqliteDatabase)
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _points_at(fd, db.path))
+
+
+def _points_at(fd: Path, path: str) -> bool:
+    try:
+        return os.readlink(fd) == path
+    except OSError:
+        return False
+
+
+def test_threads_share_a_few_connections_instead_of_one_each(db: Database) -> None:
+    # A threaded server runs each request in a thread of its own; a connection per thread, kept
+    # for the thread's life, ran MariaDB out of connections under load.
+    threads_alive = 24
+    one_at_a_time = threading.Lock()
+    all_done = threading.Barrier(threads_alive + 1)
+
+    def request(n: int) -> None:
+        with one_at_a_time, UnitOfWork(db) as uow:
+            uow.processed.record("pool", f"e{n}")
+            uow.commit()
+        all_done.wait(30)  # still alive, as a keep-alive request thread is
+        all_done.wait(30)
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(threads_alive)]
+    for t in threads:
+        t.start()
+    all_done.wait(30)
+    try:
+        in_use = _server_connections(db)
+    finally:
+        all_done.wait(30)
+        for t in threads:
+            t.join(30)
+    assert in_use <= 2
+    with UnitOfWork(db) as uow:
+        count = uow.execute("SELECT COUNT(*) FROM processed_events WHERE consumer = 'pool'")
+        assert count.fetchone()[0] == threads_alive

@@ -1,5 +1,5 @@
-"""What a SQL adapter provides: a per-thread connection, a transaction start, its dialect; and
-what a repository needs of the transaction it works in."""
+"""What a SQL adapter provides: connections lent per transaction, a transaction start, its
+dialect; and what a repository needs of the transaction it works in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ class Database(Protocol):
     skip_locked: str
 
     def connection(self) -> Any:
-        """A connection owned by the calling thread (opened on first use, reused after)."""
+        """A connection for one transaction (reused from the adapter's pool when one is idle);
+        give it back with ``release``."""
+        ...
+
+    def release(self, conn: Any) -> None:
+        """Give back a connection from ``connection`` once its transaction has ended."""
         ...
 
     def begin(self, conn: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
+from typing import Any
 
 from vid2mp3.db.database import Database
 
@@ -29,6 +30,13 @@ def migrate(db: Database) -> list[str]:
     the ledger row is written only after every statement of the file has succeeded.
     """
     conn = db.connection()
+    try:
+        return _apply(db, conn)
+    finally:
+        db.release(conn)
+
+
+def _apply(db: Database, conn: Any) -> list[str]:
     with db.migration_lock():
         cur = conn.cursor()
         cur.execute(_LEDGER)

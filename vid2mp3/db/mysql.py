@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from vid2mp3.db.pool import ConnectionPool
 from vid2mp3.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class MysqlDatabase:
             "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         }
         self._attempts = connect_attempts
-        self._local = threading.local()
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            self._connect, alive=self._alive, close=lambda conn: conn.close()
+        )
 
     def _connect(self) -> Any:
         # A database that is still starting (compose, k8s) should not kill the function: retry
@@ -71,32 +73,39 @@ class MysqlDatabase:
                 delay = min(delay * 2, 8)
         raise AssertionError("unreachable")
 
+    def _alive(self, conn: Any) -> bool:
+        try:
+            conn.ping(reconnect=False)
+        except self._pymysql.err.Error:
+            return False
+        return True
+
     def connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        else:
-            try:
-                conn.ping(reconnect=False)
-            except self._pymysql.err.Error:
-                conn = self._local.conn = self._connect()
-        return conn
+        return self._pool.take()
+
+    def release(self, conn: Any) -> None:
+        self._pool.give(conn)
 
     def begin(self, conn: Any) -> None:
         conn.begin()
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:
+        # GET_LOCK belongs to the session: this connection stays out of the pool until the
+        # lock is released.
         conn = self.connection()
-        with conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK('vid2mp3_migrations', 120)")
-            if cur.fetchone()[0] != 1:
-                raise TransientError("another process is migrating the database; try again")
         try:
-            yield
-        finally:
             with conn.cursor() as cur:
-                cur.execute("SELECT RELEASE_LOCK('vid2mp3_migrations')")
+                cur.execute("SELECT GET_LOCK('vid2mp3_migrations', 120)")
+                if cur.fetchone()[0] != 1:
+                    raise TransientError("another process is migrating the database; try again")
+            try:
+                yield
+            finally:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT RELEASE_LOCK('vid2mp3_migrations')")
+        finally:
+            self.release(conn)
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return isinstance(exc, self._pymysql.err.IntegrityError) and exc.args[0] in (1062, 1586)
@@ -109,7 +118,4 @@ class MysqlDatabase:
         )
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._pool.close_all()

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vid2mp3.db.pool import ConnectionPool
+
 
 class SqliteDatabase:
     placeholder = "?"
@@ -17,27 +19,36 @@ class SqliteDatabase:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        if path != ":memory:":
+        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
+            self._connect, alive=lambda _conn: True, close=sqlite3.Connection.close
+        )
+        # An in-memory database lives in its one connection: transactions take turns on it.
+        self._memory = self._connect() if path == ":memory:" else None
+        self._memory_turn = threading.Lock()
+        if self._memory is None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
-    def connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so two writers queue on
-            # the busy timeout instead of failing on a lock upgrade.
-            conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so two writers queue on
+        # the busy timeout instead of failing on a lock upgrade. check_same_thread=False: a
+        # pooled connection serves one transaction at a time, from whichever thread.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    def connection(self) -> sqlite3.Connection:
+        if self._memory is not None:
+            self._memory_turn.acquire()
+            return self._memory
+        return self._pool.take()
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        if conn is self._memory:
+            self._memory_turn.release()
+        else:
+            self._pool.give(conn)
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -54,8 +65,6 @@ class SqliteDatabase:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._pool.close_all()
+        if self._memory is not None:
+            self._memory.close()

@@ -65,8 +65,10 @@ class UnitOfWork:
             try:
                 self._conn.rollback()
             except Exception:
-                # The connection broke (that is often why we are here); the server rolls back.
+                # The connection broke (that is often why we are here); the server rolls back,
+                # and the pool checks a connection before lending it again.
                 log.debug("rollback failed", exc_info=True)
+        self.db.release(self._conn)
 
     def commit(self) -> None:
         try:
