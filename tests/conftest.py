@@ -12,7 +12,7 @@ import pytest
 from vid2mp3 import bootstrap, events
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
-from vid2mp3.local import functions
+from vid2mp3.runtime import functions
 from vid2mp3.services import Services
 
 pytest_plugins = [
@@ -45,10 +45,9 @@ def apps() -> dict[str, Any]:
 @pytest.fixture
 def bus(services: Services, apps: dict[str, Any]) -> MemoryBus:
     """The memory bus, delivering to the function apps (call ``run_until_idle()``)."""
-    sink = services.sink
-    assert isinstance(sink, MemoryBus)
+    sink = bootstrap.deliver_in_process(services, apps)
+    assert sink is not None
     sink.base_delay = 0.01  # retries in tests need not wait
-    sink.attach(functions.InProcessDelivery(apps))
     return sink
 
 

@@ -38,9 +38,9 @@ from tests.fixtures.net import free_port, stop, wait_until_up
 from vid2mp3 import __version__, triggers
 from vid2mp3.config import Config
 from vid2mp3.events import EVENT_TYPES
-from vid2mp3.local import functions
-from vid2mp3.local.container import ConfigReadiness, create_app
-from vid2mp3.local.health import HealthEndpoints
+from vid2mp3.runtime import functions
+from vid2mp3.runtime.container import ConfigReadiness, create_app
+from vid2mp3.runtime.health import HealthEndpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -652,8 +652,8 @@ def test_only_the_converter_stage_installs_ffmpeg() -> None:
     for setting in ("HOME=/tmp", "VID2MP3_HOME=/tmp/vid2mp3", "PORT=8080"):
         assert setting in runtime
     assert (
-        'CMD ["gunicorn", "--config", "python:vid2mp3.local.gunicorn_conf", '
-        '"vid2mp3.local.container:create_app()"]'
+        'CMD ["gunicorn", "--config", "python:vid2mp3.runtime.gunicorn_conf", '
+        '"vid2mp3.runtime.container:create_app()"]'
     ) in final
     assert "EXPOSE 8080" in final and "HEALTHCHECK" in final
 
@@ -742,8 +742,8 @@ def container_process(tmp_path: Path) -> Iterator[str]:
             [
                 tool("gunicorn"),
                 "--config",
-                "python:vid2mp3.local.gunicorn_conf",
-                "vid2mp3.local.container:create_app()",
+                "python:vid2mp3.runtime.gunicorn_conf",
+                "vid2mp3.runtime.container:create_app()",
             ],
             env=env,
             cwd=tmp_path,

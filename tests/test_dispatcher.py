@@ -21,9 +21,9 @@ from vid2mp3 import cli, deliveries
 from vid2mp3.bus.amqp import AmqpAddress, AmqpEventSink
 from vid2mp3.deliveries import LoggedEvent
 from vid2mp3.events import AUDIO_CONVERTED, VIDEO_UPLOADED, Event
-from vid2mp3.local.dispatcher import Dispatcher
-from vid2mp3.local.topology import Topology
 from vid2mp3.model import Job, JobState
+from vid2mp3.runtime.dispatcher import Dispatcher
+from vid2mp3.runtime.topology import Topology
 from vid2mp3.services import Services
 
 pytest_plugins = ["tests.fixtures.services_real"]

@@ -19,7 +19,7 @@ from vid2mp3.bus.amqp import AmqpAddress
 from vid2mp3.deliveries import Delivery
 from vid2mp3.events import AUDIO_CONVERTED, EVENT_TYPES, VIDEO_UPLOADED, Event
 from vid2mp3.local.gateway import Gateway
-from vid2mp3.local.topology import Topology
+from vid2mp3.runtime.topology import Topology
 from vid2mp3.services import Services
 from vid2mp3.triggers import subscribers
 

@@ -12,7 +12,7 @@ from tests.conftest import Api
 from vid2mp3 import events, steps
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.errors import TransientError
-from vid2mp3.relay import OutboxRelay
+from vid2mp3.runtime.relay import OutboxRelay
 from vid2mp3.services import Services
 
 

@@ -1,7 +1,7 @@
 """The composition root: the library's one place that picks and imports concrete adapters.
 
-(The laptop platform in ``vid2mp3.local`` is platform code, not library: its dispatcher and
-server use the AMQP and memory bus adapters directly, as a broker would.)
+(The runtime in ``vid2mp3.runtime`` is platform code, not library: its dispatcher and relay
+read RabbitMQ and the outbox directly, as a broker would.)
 
 Each port's adapter is picked by the scheme of its URL in ``Config``. Heavy client packages
 (pymysql, pymongo, boto3, pika, openai) are imported inside the branch that needs them, so
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from vid2mp3.config import Config
@@ -19,6 +21,9 @@ from vid2mp3.db.database import Database
 from vid2mp3.errors import ConfigError
 from vid2mp3.ports import BlobStore, DirectTransfer, EventSink, Mailer, Summarizer, SummaryArchive
 from vid2mp3.services import Services
+
+if TYPE_CHECKING:
+    from vid2mp3.bus.memory import MemoryBus
 
 _lock = threading.Lock()
 _services: Services | None = None
@@ -141,6 +146,19 @@ def build(config: Config | None = None, **overrides: object) -> Services:
     if isinstance(services.sink, MemoryBus) and services.sink.on_delivery is None:
         services.sink.on_delivery = functools.partial(record_delivery, services.db)
     return services
+
+
+def deliver_in_process(services: Services, apps: Mapping[str, Any]) -> MemoryBus | None:
+    """With ``EVENTS_URL=memory:``, route the bus's deliveries to ``apps`` (the functions loaded
+    in this process) and return the bus, whose workers the caller runs; ``None`` for a real
+    broker. The one place the embedded default's bus meets the functions (``vid2mp3 up``,
+    ``vid2mp3 convert`` and the tests all wire it here)."""
+    from vid2mp3.bus.memory import AppDelivery, MemoryBus
+
+    if not isinstance(services.sink, MemoryBus):
+        return None
+    services.sink.attach(AppDelivery(apps))
+    return services.sink
 
 
 def services() -> Services:

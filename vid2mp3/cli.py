@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from vid2mp3.local import event_commands
+    from vid2mp3.commands import events as event_commands
 
     if args.events_command == "list":
         return event_commands.run_list(as_json=args.json, limit=args.limit)
@@ -127,7 +127,7 @@ def _events(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
-        from vid2mp3.local.convert_command import run_convert
+        from vid2mp3.commands.convert import run_convert
 
         return run_convert(
             args.video,
@@ -142,11 +142,11 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_up(host=args.host, port=args.port, processes=args.processes)
     if args.command == "dispatch":
-        from vid2mp3.local.server import run_dispatch
+        from vid2mp3.runtime.daemons import run_dispatch
 
         return run_dispatch(invoke_url=args.invoke_url)
     if args.command == "relay":
-        from vid2mp3.local.server import run_relay
+        from vid2mp3.runtime.daemons import run_relay
 
         return run_relay()
     if args.command == "events":

@@ -6,7 +6,7 @@ Every such handler is at-least-once safe the same way, so it is written once, he
    an unknown job, or one that no longer waits for the step, is recorded as handled; else the
    step's lease is taken. A live lease means another worker is on it: the event is answered as
    done, because if that worker dies its lease runs out and the relay announces the step again
-   (``vid2mp3.relay``), which also counts the takeover. Past ``MAX_TAKEOVERS`` the job fails with
+   (``vid2mp3.runtime.relay``), which also counts the takeover. Past ``MAX_TAKEOVERS`` the job fails with
    a reason that says the service kept stopping, not the file.
 2. **work**, outside any transaction, with a heartbeat renewing the lease.
 3. **settle** (one transaction): the job moves to the step's result only if it is still in the

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from vid2mp3.deliveries import DELIVERED, RETRY, Delivery, decide
 from vid2mp3.events import Event
@@ -28,6 +30,23 @@ Deliver = Callable[[str, Event], int]
 #: How many published events and dead letters are kept for inspection (tests, ``up``'s
 #: lifetime); older ones are forgotten so a long-running ``vid2mp3 up`` does not grow.
 KEEP = 1000
+
+
+class AppDelivery:
+    """Deliver to functions-framework apps in this process, as binary-mode CloudEvents over
+    WSGI, the way a broker's HTTP delivery reaches a function."""
+
+    def __init__(self, apps: Mapping[str, Any]) -> None:
+        self.apps = apps
+
+    def __call__(self, function: str, event: Event) -> int:
+        name, _, subpath = function.partition("/")
+        client = self.apps[name].test_client()
+        response = client.post(
+            f"/{subpath}", data=json.dumps(event.data), headers=event.binary_headers()
+        )
+        response.close()
+        return response.status_code
 
 
 @dataclass(order=True)

@@ -21,8 +21,8 @@ from typing import Any
 from vid2mp3 import logs, shutdown
 from vid2mp3.config import Config
 from vid2mp3.errors import ConfigError
-from vid2mp3.local import functions
-from vid2mp3.local.wsgi import WsgiApp
+from vid2mp3.runtime import functions
+from vid2mp3.runtime.wsgi import WsgiApp
 
 log = logging.getLogger(__name__)
 

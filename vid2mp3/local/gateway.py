@@ -38,7 +38,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from vid2mp3 import __version__, triggers
-from vid2mp3.local.wsgi import WsgiApp, json_response
+from vid2mp3.runtime.wsgi import WsgiApp, json_response
 
 log = logging.getLogger(__name__)
 

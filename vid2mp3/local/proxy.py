@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from vid2mp3.local.wsgi import json_response
+from vid2mp3.runtime.wsgi import json_response
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,11 @@ from vid2mp3 import bootstrap, logs, shutdown
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
 from vid2mp3.errors import CommandError
-from vid2mp3.local import functions, webui
+from vid2mp3.local import webui
 from vid2mp3.local.gateway import Gateway
-from vid2mp3.relay import OutboxRelay
+from vid2mp3.runtime import functions
+from vid2mp3.runtime.daemons import make_dispatcher, uses_dispatcher
+from vid2mp3.runtime.relay import OutboxRelay
 from vid2mp3.services import Services
 from vid2mp3.triggers import ALL_FUNCTIONS
 
@@ -34,28 +36,10 @@ def build_gateway(config: Config) -> tuple[Gateway, Any]:
     services = bootstrap.build(config)
     bootstrap.install(services)
     apps = functions.load_all()
-    if isinstance(services.sink, MemoryBus):
-        services.sink.attach(functions.InProcessDelivery(apps))
-        services.sink.start(workers=2)
+    bus = bootstrap.deliver_in_process(services, apps)
+    if bus is not None:
+        bus.start(workers=2)
     return Gateway(apps, index=webui.create_app()), services
-
-
-def uses_dispatcher(config: Config) -> bool:
-    """True when events travel through RabbitMQ, which needs our dispatcher to reach functions
-    (an ``http(s)`` sink is a Knative broker, which delivers by itself)."""
-    return urlsplit(config.events_url).scheme in ("amqp", "amqps")
-
-
-def make_dispatcher(config: Config, services: Services, invoke_url: str) -> Any:
-    from vid2mp3.local.dispatcher import Dispatcher
-
-    return Dispatcher(
-        config.events_url,
-        invoke_url,
-        db=services.db,
-        max_attempts=config.max_attempts,
-        retry_base=config.retry_base_seconds,
-    )
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:
@@ -151,42 +135,4 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
             supervisor.stop(timeout=config.shutdown_grace_seconds + 10)
         if services is not None and isinstance(services.sink, MemoryBus):
             services.sink.stop()
-    return 0
-
-
-def run_dispatch(*, invoke_url: str) -> int:
-    """``vid2mp3 dispatch``: the dispatcher, delivering to ``<invoke_url>/<function>``, and the
-    outbox relay."""
-    logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
-    config = Config.from_env()
-    if not uses_dispatcher(config):
-        raise CommandError(
-            f"the dispatcher reads RabbitMQ; set EVENTS_URL=amqp://... (it is {config.events_url})"
-        )
-    services = bootstrap.build(config)
-    dispatcher = make_dispatcher(config, services, invoke_url)
-    relay = OutboxRelay(services)
-    signal.signal(signal.SIGTERM, lambda *_: dispatcher.stop(timeout=0))
-    print(f"vid2mp3 dispatch: delivering to {invoke_url.rstrip('/')}/<function>", flush=True)
-    relay.start()
-    try:
-        dispatcher.run()
-    finally:
-        relay.stop()
-        dispatcher.stop(timeout=0)
-        services.db.close()
-    return 0
-
-
-def run_relay() -> int:
-    """``vid2mp3 relay``: only the outbox relay, until SIGTERM (its own deployment)."""
-    logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "INFO"))
-    services = bootstrap.build(Config.from_env())
-    relay = OutboxRelay(services)
-    signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
-    print(f"vid2mp3 relay: publishing to {services.config.events_url.split('@')[-1]}", flush=True)
-    try:
-        relay.run()
-    finally:
-        services.db.close()
     return 0

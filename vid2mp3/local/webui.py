@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from vid2mp3.local.wsgi import json_response
+from vid2mp3.runtime.wsgi import json_response
 
 STATIC_DIR = Path(__file__).with_name("static")
 

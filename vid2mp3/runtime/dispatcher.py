@@ -36,7 +36,7 @@ from vid2mp3.deliveries import Delivery
 from vid2mp3.errors import InvalidInput
 from vid2mp3.event_log import record_delivery
 from vid2mp3.events import Event
-from vid2mp3.local.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
+from vid2mp3.runtime.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
 from vid2mp3.triggers import DEAD_LETTER_FUNCTION, TRIGGERS
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from vid2mp3.local.wsgi import WsgiApp, json_response
+from vid2mp3.runtime.wsgi import WsgiApp, json_response
 
 LIVENESS_PATHS = frozenset({"/_/health", "/healthz"})
 READINESS_PATH = "/_/ready"

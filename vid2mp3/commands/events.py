@@ -171,7 +171,7 @@ def _replay_dead_letters(config: Config, to: str | None) -> int:
     ``to``, or back to the work queue of the function that failed it. A message that still
     fails stays in its dead-letter queue."""
     from vid2mp3.bus.amqp import AmqpAddress, event_from_message, import_pika
-    from vid2mp3.local.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
+    from vid2mp3.runtime.topology import ATTEMPT_HEADER, FUNCTION_HEADER, STATUS_HEADER, Topology
 
     if urlsplit(config.events_url).scheme not in ("amqp", "amqps"):
         raise CommandError("dead letters live in RabbitMQ; set EVENTS_URL=amqp://...")

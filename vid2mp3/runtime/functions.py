@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vid2mp3.events import Event
 from vid2mp3.triggers import ALL_FUNCTIONS
 
 
@@ -33,19 +31,3 @@ def load(name: str) -> Any:
 
 def load_all(names: tuple[str, ...] = ALL_FUNCTIONS) -> dict[str, Any]:
     return {name: load(name) for name in names}
-
-
-class InProcessDelivery:
-    """Deliver events to the apps as binary-mode CloudEvents over WSGI, as a broker would."""
-
-    def __init__(self, apps: dict[str, Any]) -> None:
-        self.apps = apps
-
-    def __call__(self, function: str, event: Event) -> int:
-        name, _, subpath = function.partition("/")
-        client = self.apps[name].test_client()
-        response = client.post(
-            f"/{subpath}", data=json.dumps(event.data), headers=event.binary_headers()
-        )
-        response.close()
-        return response.status_code

@@ -1,4 +1,4 @@
-"""gunicorn settings of the function images (``gunicorn -c python:vid2mp3.local.gunicorn_conf``).
+"""gunicorn settings of the function images (``gunicorn -c python:vid2mp3.runtime.gunicorn_conf``).
 
 gunicorn answers SIGTERM by letting requests in flight finish within ``graceful_timeout``. A
 conversion can take longer than that, so the worker's SIGTERM also starts ``vid2mp3.shutdown``'s

@@ -1,10 +1,10 @@
 """The container image's entry: one function plus its health endpoints, for gunicorn.
 
-``infra/Dockerfile`` runs ``gunicorn "vid2mp3.local.container:create_app()"``. The function is
+``infra/Dockerfile`` runs ``gunicorn "vid2mp3.runtime.container:create_app()"``. The function is
 loaded by functions-framework's ``create_app`` from ``functions/<FUNCTION>/main.py`` (exactly
 what ``functions-framework --target <name> --source …`` does) and served by gunicorn, the server
 ``functions-framework`` itself runs in production; gunicorn listens on ``0.0.0.0:$PORT``. The
-one addition is :class:`~vid2mp3.local.health.HealthEndpoints`, which the functions-framework
+one addition is :class:`~vid2mp3.runtime.health.HealthEndpoints`, which the functions-framework
 command line cannot put in front of the function.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 from vid2mp3.config import Config
 from vid2mp3.errors import ConfigError
-from vid2mp3.local import functions
-from vid2mp3.local.health import HealthEndpoints
-from vid2mp3.local.wsgi import WsgiApp
+from vid2mp3.runtime import functions
+from vid2mp3.runtime.health import HealthEndpoints
+from vid2mp3.runtime.wsgi import WsgiApp
 
 
 class ConfigReadiness:

@@ -1,4 +1,4 @@
-"""``python -m vid2mp3.local.sample OUT.mp4``: make a short sample video (tone + test card)."""
+"""``python -m vid2mp3.commands.sample OUT.mp4``: make a short sample video (tone + test card)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from vid2mp3 import bootstrap, display, jobs, logs, shutdown, users
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
 from vid2mp3.errors import CommandError
-from vid2mp3.local import functions
 from vid2mp3.model import FINAL_STATES, JobState
+from vid2mp3.runtime import functions
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class _Run:
 
     def __init__(self, services: Any) -> None:
         self.services = services
-        self.bus = services.sink if isinstance(services.sink, MemoryBus) else None
+        self.bus: MemoryBus | None = None
         self.worker: threading.Thread | None = None
         self.job_id: str | None = None
 
@@ -123,8 +123,7 @@ class _Run:
     ) -> int:
         services = self.services
         apps = functions.load_all()
-        if self.bus is not None:
-            self.bus.attach(functions.InProcessDelivery(apps))
+        self.bus = bootstrap.deliver_in_process(services, apps)
 
         user = users.local_user(services)
         token, _ = users.session_token(services, user)
