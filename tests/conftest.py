@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vid2mp3 import bootstrap, events
+from vid2mp3 import bootstrap, event_signatures, events
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
 from vid2mp3.runtime import functions
@@ -107,14 +107,20 @@ def api(services: Services, apps: dict[str, Any]) -> Api:
     return Api(apps)
 
 
+def signed(event: events.Event) -> events.Event:
+    """``event`` signed as the platform's publisher signs it (with the installed services')."""
+    return event_signatures.sign(event, bootstrap.services().config)
+
+
 def binary_event(event: events.Event) -> dict[str, Any]:
-    """Test-client kwargs posting ``event`` in binary content mode."""
+    """Test-client kwargs posting ``event``, signed by the platform, in binary content mode."""
+    event = signed(event)
     return {"data": json.dumps(event.data), "headers": event.binary_headers()}
 
 
 def structured_event(event: events.Event) -> dict[str, Any]:
-    """Test-client kwargs posting ``event`` in structured content mode."""
+    """Test-client kwargs posting ``event``, signed by the platform, in structured mode."""
     return {
-        "data": event.to_json(),
+        "data": signed(event).to_json(),
         "headers": {"Content-Type": "application/cloudevents+json"},
     }

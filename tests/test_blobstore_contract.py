@@ -358,6 +358,14 @@ def _archived(archive: SummaryArchive) -> list[dict[str, Any]]:
     return archive.summaries
 
 
+def test_archive_forgets_one_jobs_summary(archive: SummaryArchive) -> None:
+    archive.record_summary({"job_id": "j-1", "summary": "to go"})
+    archive.record_summary({"job_id": "j-2", "summary": "to stay"})
+    archive.forget_summary("j-1")
+    archive.forget_summary("never-recorded")  # nothing to remove is not an error
+    assert [d["job_id"] for d in _archived(archive)] == ["j-2"]
+
+
 def test_archive_records_one_summary_per_job(archive: SummaryArchive) -> None:
     archive.record_summary({"job_id": "j-1", "summary": "first try"})
     archive.record_summary({"job_id": "j-1", "summary": "redelivered"})

@@ -128,11 +128,11 @@ def test_http_flow_against_vid2mp3_up(server: str, make_video: Any, tmp_path: Pa
     fn = f"{server}/function"
     assert (
         requests.post(
-            f"{fn}/register", json={"email": "zed@example.com", "password": "hunter2hunter2"}
+            f"{fn}/register", json={"email": "zed@example.com", "password": "correct horse battery"}
         ).status_code
         == 201
     )
-    login = requests.post(f"{fn}/login", auth=("zed@example.com", "hunter2hunter2"))
+    login = requests.post(f"{fn}/login", auth=("zed@example.com", "correct horse battery"))
     assert login.status_code == 200
     auth = {"Authorization": f"Bearer {login.json()['token']}"}
     video = make_video("mp4_moov_end")

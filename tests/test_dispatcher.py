@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import signed
 from tests.fixtures.fake_functions import (  # noqa: F401 (fixture)
     FakeFunctions,
     fake_functions_fixture,
@@ -209,7 +210,8 @@ def test_always_failing_event_is_dead_lettered_fails_the_job_and_replays_once_fi
     fake_functions.forward["/dead-letter"] = apps["dead-letter"]
     make_dispatcher(fake_functions.url)
     job_id = _add_job(services)
-    event = _uploaded(job_id)
+    # Signed as a publish of the platform signs it: the real dead-letter function checks.
+    event = signed(_uploaded(job_id))
     AmqpEventSink(amqp_url).publish(event)
 
     topology = _topology(amqp_url)

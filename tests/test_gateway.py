@@ -10,6 +10,8 @@ last, and ``Content-Type: text/plain`` unless ``--content-type`` says otherwise.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import http.client
 import json
 import queue
@@ -22,8 +24,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.conftest import signed
 from tests.fixtures.net import Served
-from vid2mp3 import events, triggers
+from vid2mp3 import event_signatures, events, triggers
+from vid2mp3.bodies import MAX_EVENT_BYTES
 from vid2mp3.local.gateway import CLOUDEVENT_HEADERS, Gateway
 from vid2mp3.services import Services
 
@@ -44,7 +48,8 @@ def faas_cli_request(
     namespace: str = "openfaas-fn",
 ) -> http.client.HTTPResponse:
     """``faas-cli invoke NAME [-a] [-m METHOD] [-H k=v] [--query k=v]`` with ``body`` on stdin."""
-    path = f"/{'async-function' if async_ else 'function'}/{name}.{namespace}"
+    suffix = f".{namespace}" if namespace else ""
+    path = f"/{'async-function' if async_ else 'function'}/{name}{suffix}"
     if query:
         path += "?" + urlencode(sorted(query.items()))
     # Go writes Host, then User-Agent, then Content-Length (omitted for an empty GET), then the
@@ -103,7 +108,12 @@ class Callbacks:
 
 @pytest.fixture
 def gateway(services: Services, apps: dict[str, Any]) -> Iterator[Gateway]:
-    gw = Gateway(apps)
+    # As ``vid2mp3 up`` builds it, except that callbacks may reach the loopback receiver.
+    gw = Gateway(
+        apps,
+        verify_event=functools.partial(event_signatures.verify, config=services.config),
+        allow_private_callbacks=True,
+    )
     yield gw
     gw.close()
 
@@ -252,10 +262,12 @@ def test_cloudevent_function_without_cloudevent_is_400_naming_headers(
 
 
 def test_cloudevent_through_faas_cli_headers_reaches_the_function(served: Served) -> None:
-    event = events.Event(
-        type=events.JOB_FAILED,
-        subject="no-such-job",
-        data={"job_id": "no-such-job", "user_id": "u", "stage": "convert"},  # reason missing
+    event = signed(
+        events.Event(
+            type=events.JOB_FAILED,
+            subject="no-such-job",
+            data={"job_id": "no-such-job", "user_id": "u", "stage": "convert"},  # reason missing
+        )
     )
     headers = {k: v for k, v in event.binary_headers().items() if k != "Content-Type"}
     response = faas_cli_request(
@@ -305,7 +317,7 @@ def test_async_invoke_answers_202_and_posts_result_to_callback(
 def test_async_cloudevent_result_carries_the_function_status(
     served: Served, callbacks: Callbacks
 ) -> None:
-    event = events.Event(type=events.VIDEO_UPLOADED, subject="j", data={"job_id": "j"})
+    event = signed(events.Event(type=events.VIDEO_UPLOADED, subject="j", data={"job_id": "j"}))
     headers = {k: v for k, v in event.binary_headers().items() if k != "Content-Type"}
     response = faas_cli_request(
         served.port,
@@ -326,7 +338,7 @@ def test_async_crash_is_reported_as_500(callbacks: Callbacks) -> None:
     def broken(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         raise RuntimeError("boom")
 
-    gateway = Gateway({"broken": broken}, event_functions=())
+    gateway = Gateway({"broken": broken}, event_functions=(), allow_private_callbacks=True)
     server = Served(gateway)
     try:
         response = faas_cli_request(
@@ -363,6 +375,156 @@ def test_async_refuses_bad_callback_and_non_post(served: Served) -> None:
     assert "X-Callback-Url" in as_json(bad)["error"]
     get = faas_cli_request(served.port, "register", method="GET", async_=True)
     assert get.status == 405
+
+
+# -- the trust boundary (issue 10) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("async_", [False, True])
+@pytest.mark.parametrize("mode", ["binary", "structured", "forged signature"])
+def test_an_outsiders_cloudevent_is_refused_before_any_function(
+    services: Services, apps: dict[str, Any], mode: str, async_: bool
+) -> None:
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            calls.append(name)
+            return apps[name](environ, start_response)
+
+        return app
+
+    gateway = Gateway(
+        {name: spy(name) for name in apps},
+        verify_event=functools.partial(event_signatures.verify, config=services.config),
+    )
+    server = Served(gateway)
+    event = events.Event(
+        type=events.JOB_FAILED,
+        subject="victim",
+        data={"job_id": "victim", "user_id": "u", "stage": "convert", "reason": "gotcha"},
+    )
+    if mode == "structured":
+        body, content_type, headers = event.to_json().encode(), "application/cloudevents+json", {}
+    else:
+        if mode == "forged signature":
+            event = dataclasses.replace(event, signature="v1=" + "0" * 64)
+        headers = {k: v for k, v in event.binary_headers().items() if k != "Content-Type"}
+        body, content_type = json.dumps(event.data).encode(), "application/json"
+    try:
+        for name in ("notify", "dead-letter/convert"):
+            response = faas_cli_request(
+                server.port,
+                name,
+                body,
+                content_type=content_type,
+                headers=headers,
+                async_=async_,
+                namespace="",
+            )
+            assert response.status == 403, (name, response.body)  # type: ignore[attr-defined]
+            assert "vid2mp3signature" in as_json(response)["error"]
+    finally:
+        server.close()
+        gateway.close()
+    assert calls == []
+
+
+def test_a_signed_event_passes_and_a_changed_one_does_not(served: Served) -> None:
+    event = signed(events.Event(type=events.VIDEO_UPLOADED, subject="j", data={"job_id": "j"}))
+    headers = {k: v for k, v in event.binary_headers().items() if k != "Content-Type"}
+    for data, status in (({"job_id": "j"}, 400), ({"job_id": "other"}, 403)):
+        response = faas_cli_request(
+            served.port,
+            "convert",
+            json.dumps(data).encode(),
+            content_type="application/json",
+            headers=headers,
+        )
+        # 400: the function itself looked at it (the schema wants more); 403: refused unseen.
+        assert response.status == status, response.body  # type: ignore[attr-defined]
+
+
+def test_an_event_body_beyond_the_cap_is_413(served: Served) -> None:
+    event = signed(events.Event(type=events.VIDEO_UPLOADED, subject="j", data={"job_id": "j"}))
+    headers = {k: v for k, v in event.binary_headers().items() if k != "Content-Type"}
+    response = faas_cli_request(
+        served.port,
+        "convert",
+        b"{" + b" " * MAX_EVENT_BYTES + b"}",
+        content_type="application/json",
+        headers=headers,
+    )
+    assert response.status == 413
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "http://[::1]:9/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:9/x",
+    ],
+)
+def test_async_callbacks_to_private_addresses_are_refused(
+    services: Services, apps: dict[str, Any], url: str
+) -> None:
+    gateway = Gateway(apps)  # the default: the private-target switch off
+    server = Served(gateway)
+    try:
+        response = faas_cli_request(
+            server.port,
+            "register",
+            register_body("cb@example.com"),
+            async_=True,
+            headers={"X-Callback-Url": url},
+        )
+    finally:
+        server.close()
+        gateway.close()
+    assert response.status == 400
+    assert "public address" in as_json(response)["error"]
+    # Refused before running: the account was not created.
+    with services.uow() as uow:
+        assert uow.users.by_email("cb@example.com") is None
+
+
+def test_async_callbacks_do_not_follow_redirects(
+    served: Served, gateway: Gateway, callbacks: Callbacks
+) -> None:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", callbacks.url + "/internal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            hits.put(self.path)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hits: queue.Queue[str] = queue.Queue()
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=redirector.serve_forever, daemon=True)
+    thread.start()
+    try:
+        response = faas_cli_request(
+            served.port,
+            "register",
+            register_body("rd@example.com"),
+            async_=True,
+            headers={"X-Callback-Url": f"http://127.0.0.1:{redirector.server_address[1]}/cb"},
+        )
+        assert response.status == 202
+        assert hits.get(timeout=WAIT) == "/cb"
+    finally:
+        redirector.shutdown()
+        thread.join()
+    gateway.close()  # waits until every queued call and its callback are done
+    assert callbacks.received.empty()  # the 307 was not followed
 
 
 # -- system endpoints -----------------------------------------------------------------------------
@@ -409,3 +571,46 @@ def test_other_gateway_paths(served: Served, path: str, status: int) -> None:
         assert body["name"] == "convert"
     if status == 404:
         assert "error" in body
+
+
+def test_an_async_body_past_the_functions_limit_is_413_and_not_run(
+    services: Services, apps: dict[str, Any]
+) -> None:
+    from vid2mp3.local.proxy import body_limit
+
+    gateway = Gateway(apps, body_limit=functools.partial(body_limit, config=services.config))
+    server = Served(gateway)
+    big = json.dumps({"email": "big@example.com", "password": "x" * 70_000}).encode()
+    try:
+        response = faas_cli_request(server.port, "register", big, async_=True)
+    finally:
+        server.close()
+        gateway.close()
+    assert response.status == 413
+    assert "at most" in as_json(response)["error"]
+    with services.uow() as uow:
+        assert uow.users.by_email("big@example.com") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"specversion": "1.0", "id": "\xff\xfe"}', "application/cloudevents+json"),
+        (b"[" * 100_000, "application/cloudevents+json"),
+        (b"[" * 100_000, "application/json"),
+    ],
+)
+def test_an_unreadable_cloudevent_is_a_json_400_at_the_gateway(
+    served: Served, body: bytes, content_type: str
+) -> None:
+    headers = {
+        "ce-id": "x",
+        "ce-source": "/attacker",
+        "ce-specversion": "1.0",
+        "ce-type": events.JOB_FAILED,
+    }
+    response = faas_cli_request(
+        served.port, "notify", body, content_type=content_type, headers=headers
+    )
+    assert response.status == 400
+    assert isinstance(as_json(response)["error"], str)

@@ -27,8 +27,9 @@ from mutagen.mp3 import MP3
 from tests.fixtures import platform as client
 from tests.fixtures.fake_functions import wait_for
 from tests.fixtures.net import free_port, stop
-from vid2mp3 import deliveries
+from vid2mp3 import deliveries, event_signatures
 from vid2mp3.bus.amqp import AmqpEventSink
+from vid2mp3.config import Config
 from vid2mp3.db.mysql import MysqlDatabase
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.deliveries import LoggedEvent
@@ -75,7 +76,8 @@ class Platform:
             rows = uow.execute("SELECT payload FROM outbox WHERE job_id = ?", (job_id,)).fetchall()
         found = [Event.from_json(r[0]) for r in rows]
         [event] = [e for e in found if e.type == VIDEO_UPLOADED]
-        return event
+        # As the publisher sent it: the outbox keeps events unsigned, a publish signs them.
+        return event_signatures.sign(event, Config.from_env(self.env))
 
     def emails_to(self, address: str) -> list[Any]:
         mails = [message_from_bytes(p.read_bytes()) for p in (self.home / "outbox").glob("*.eml")]

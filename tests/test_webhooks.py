@@ -6,70 +6,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Api, binary_event, make_config
-from vid2mp3 import bootstrap, events, webhooks
+from tests.fixtures.receiver import Receiver
+from vid2mp3 import bootstrap, events, outbound, webhooks
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.services import Services
 
-
-@dataclass(frozen=True)
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Receiver(ThreadingHTTPServer):
-    """Records each POST; answers the scripted statuses first, then 204."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.hits: list[Hit] = []
-        self.statuses: deque[int] = deque()
-        self.always: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/vid2mp3?token=abc"
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.hits.append(Hit(self.path, headers, body))
-        status = self.server.statuses.popleft() if self.server.statuses else self.server.always
-        self.send_response(status or 204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+pytest_plugins = ["tests.fixtures.receiver"]
 
 
 @pytest.fixture
@@ -132,6 +81,8 @@ def test_each_event_is_posted_once_in_binary_mode_and_signed(
         assert hit.headers["ce-specversion"] == "1.0"
         assert hit.headers["content-type"] == "application/json"
         assert json.loads(hit.body) == event.data
+        # The platform's own signature stays inside; the user's secret signs the webhook.
+        assert event.signature and "ce-vid2mp3signature" not in hit.headers
         expected = hmac.new(secret.encode(), hit.body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(hit.headers["x-vid2mp3-signature"], f"sha256={expected}")
     # Another user's secret does not verify: the secret is per user.
@@ -185,6 +136,9 @@ BAD_URLS = [
     ("http://10.1.2.3/hook", "private"),
     ("http://100.64.0.1/hook", "private"),
     ("http://0.0.0.0/hook", "private"),
+    ("http://[64:ff9b::7f00:1]/hook", "private"),
+    ("http://[::127.0.0.1]/hook", "private"),
+    ("http://[2002:7f00:1::]/hook", "private"),
     ("ftp://93.184.216.34/hook", "http"),
     ("http://user:pw@93.184.216.34/hook", "password"),
     ("http:///no-host", "host"),
@@ -289,10 +243,22 @@ def test_settings_show_set_and_clear_the_webhook(
         ("fe80::1%eth0", False),
         ("fc00::1", False),
         ("::ffff:10.0.0.1", False),
+        # IPv6 forms that carry an IPv4 address are judged by it (issue 10 point 8).
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 of 10.0.0.1
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::0.0.0.2", False),
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("64:ff9b::5db8:d822", True),  # NAT64 of 93.184.216.34
+        ("2002:5db8:d822::1", True),
+        ("2001:0:4136:e378:8000:63bf:a247:27dd", True),  # Teredo, client 93.184.216.34
+        ("::ffff:93.184.216.34", True),
+        ("::", False),
     ],
 )
 def test_address_classes(address: str, public: bool) -> None:
-    assert webhooks._is_public(address) is public
+    assert outbound.is_public(address) is public
 
 
 def test_signature_is_hmac_sha256_of_the_body() -> None:

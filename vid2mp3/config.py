@@ -105,6 +105,11 @@ class Config:
     multipart_threshold: int = 64 * MIB
     token_ttl: int = 24 * 3600
     upload_token_ttl: int = 2 * 3600
+    # Presigned S3 upload URLs cannot be revoked (not by complete, not by deleting the job),
+    # so they live shorter than the upload token, which the jobs function checks per request.
+    upload_url_ttl: int = 3600
+    # The longest audio converted (12 h); longer files fail at probe time, ffmpeg stops past it.
+    max_duration_seconds: int = 12 * 3600
     max_attempts: int = 5
     # First retry delay of the brokers we run (memory bus, local dispatcher); doubles per attempt.
     retry_base_seconds: float = 2.0
@@ -121,6 +126,9 @@ class Config:
     relay_interval_seconds: float = 1.0
     cors_origins: tuple[str, ...] = ()
     allow_private_webhooks: bool = False
+    # The header a proxy in front of the functions sets to the client's address (its right-most
+    # entry is read); empty: the connection's address. Only name a header that proxy overwrites.
+    trusted_proxy_header: str = ""
     event_source: str = "/vid2mp3"
 
     @property
@@ -162,6 +170,8 @@ class Config:
             multipart_threshold=_int(env, "MULTIPART_THRESHOLD", 64 * MIB),
             token_ttl=_int(env, "TOKEN_TTL", 24 * 3600),
             upload_token_ttl=_int(env, "UPLOAD_TOKEN_TTL", 2 * 3600),
+            upload_url_ttl=_int(env, "UPLOAD_URL_TTL", 3600),
+            max_duration_seconds=_int(env, "MAX_DURATION_SECONDS", 12 * 3600),
             max_attempts=_int(env, "MAX_ATTEMPTS", 5),
             retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0),
             job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", 20),
@@ -170,6 +180,7 @@ class Config:
             relay_interval_seconds=_float(env, "RELAY_INTERVAL_SECONDS", 1.0),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o),
             allow_private_webhooks=_flag(env, "ALLOW_PRIVATE_WEBHOOKS"),
+            trusted_proxy_header=env.get("TRUSTED_PROXY_HEADER", "").strip(),
             event_source=env.get("EVENT_SOURCE") or "/vid2mp3",
         )
         if not cfg.jwt_secret:
@@ -186,9 +197,11 @@ def _with_embedded_secret(cfg: Config) -> Config:
     """The embedded mode generates a secret once and keeps it in its state folder."""
     from dataclasses import replace
 
+    from vid2mp3 import private_files
+
     path = cfg.home / "jwt_secret"
     if not path.exists():
-        cfg.home.mkdir(parents=True, exist_ok=True)
+        private_files.make_dirs(cfg.home)  # 0700: the embedded state is the owner's alone
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))

@@ -6,12 +6,14 @@ import logging
 import tempfile
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from vid2mp3 import events, jobs, media, steps
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.errors import NotFound, PermanentError, ServiceFault
 from vid2mp3.model import Job, JobState, SummaryStatus
+from vid2mp3.ports import MediaSource, StoredObject
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,16 @@ def handle_video_uploaded(services: Services, event: events.Event) -> str:
     return steps.run(services, event, STEP, _convert)
 
 
+def _source(services: Services, job: Job) -> AbstractContextManager[MediaSource]:
+    """Where ffmpeg reads the job's video: on S3 exactly the object ``complete`` checked (a
+    presigned PUT still works after it, so the key alone could name a replacement)."""
+    if services.direct is not None and job.video_etag:
+        checked = StoredObject(job.size, job.video_etag, job.video_version)
+        return services.direct.pinned_source(job.video_key, checked)
+    # Jobs completed before versions were recorded, and stores the bytes pass through.
+    return services.store.media_source(job.video_key)
+
+
 def _convert(task: steps.Work) -> steps.Result:
     services, job = task.services, task.job
     ffmpeg = media.find_ffmpeg(services.config.ffmpeg_binary)
@@ -68,9 +80,11 @@ def _convert(task: steps.Work) -> steps.Result:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="vid2mp3-") as tmp,
-            services.store.media_source(job.video_key) as source,
+            _source(services, job) as source,
         ):
-            probed = media.probe(source.location, network=source.network, ffmpeg=ffmpeg)
+            probed = media.probe(
+                source.location, network=source.network, ffmpeg=ffmpeg, headers=source.headers
+            )
             out = str(Path(tmp) / "audio.mp3")
             result = media.extract_audio(
                 source.location,
@@ -84,6 +98,8 @@ def _convert(task: steps.Work) -> steps.Result:
                 on_progress=_Progress(task),
                 probed=probed,
                 ffmpeg=ffmpeg,
+                headers=source.headers,
+                max_duration=services.config.max_duration_seconds,
             )
             size = services.store.put_file(
                 mp3_key,

@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from vid2mp3 import bootstrap, events, logs
+from vid2mp3 import bodies, bootstrap, event_signatures, events, logs
 from vid2mp3.errors import (
     ConfigError,
     InvalidInput,
     MethodNotAllowed,
+    TooManyRequests,
     TransientError,
     Vid2mp3Error,
 )
@@ -50,6 +51,8 @@ def error_response(exc: Vid2mp3Error, *, challenge: str = "Bearer") -> Any:
     """``{"error": message}`` with ``exc``'s status; a 401 challenges with the auth scheme
     ``challenge``, a transient error says when to try again."""
     headers = {"Retry-After": "5"} if isinstance(exc, TransientError) else {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     if exc.status == 401:
         headers["WWW-Authenticate"] = f'{challenge} realm="vid2mp3"'
     return json_response({"error": exc.message}, exc.status, headers)
@@ -114,17 +117,56 @@ def _refused(request: Any, exc: Vid2mp3Error, challenge: str) -> Any:
 
 
 def json_body(request: Any) -> dict[str, Any]:
-    """The request's JSON object; raises ``InvalidInput`` saying what is wrong with it."""
-    raw = request.get_data(cache=True)
+    """The request's JSON object; raises ``InvalidInput`` saying what is wrong with it, or
+    ``PayloadTooLarge`` past ``bodies.MAX_JSON_BYTES`` (checked before the body is parsed)."""
+    raw = bodies.read_capped(
+        request_body(request), request.content_length, bodies.MAX_JSON_BYTES, "a JSON body"
+    )
     if not raw:
         raise InvalidInput("the request needs a JSON body")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    body = bodies.parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
     return body
+
+
+class _RequestBody:
+    """A request's body stream whose broken connection is the client's 400, not our 500."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int | None = -1) -> bytes:
+        from werkzeug.exceptions import ClientDisconnected
+
+        try:
+            data: bytes = self._stream.read(-1 if size is None else size)
+        except (ClientDisconnected, OSError):
+            # A body shorter than its Content-Length, a bad chunk, a dropped connection.
+            raise InvalidInput(
+                "the request body ended before it was complete (the connection broke or the "
+                "body is shorter than its Content-Length); send it again"
+            ) from None
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def request_body(request: Any) -> Any:
+    """The body of ``request`` as a binary stream to read in chunks (``read(size)``); a body
+    that breaks off raises ``InvalidInput``."""
+    return _RequestBody(request.stream)
+
+
+def authorization(request: Any) -> Any:
+    """``request.authorization`` (werkzeug's parsed ``Authorization`` header), or ``None`` when
+    it is absent or cannot be parsed: werkzeug raises ``ValueError`` for Basic credentials
+    that are not ASCII, which would otherwise be a 500."""
+    try:
+        return request.authorization
+    except ValueError:
+        return None
 
 
 def require_method(request: Any, *allowed: str) -> None:
@@ -145,6 +187,25 @@ def to_event(cloud_event: Any) -> events.Event:
     return events.Event.from_attributes(cloud_event.get_attributes(), cloud_event.data)
 
 
+def signed_event(request: Any) -> events.Event:
+    """The CloudEvent an HTTP request carries (binary or structured mode, at most
+    ``bodies.MAX_EVENT_BYTES``); raises ``Forbidden`` unless the platform signed it, and
+    ``InvalidInput`` / ``PayloadTooLarge`` for a body that is not one."""
+    from cloudevents.http import from_http
+
+    raw = bodies.read_capped(
+        request_body(request), request.content_length, bodies.MAX_EVENT_BYTES, "a CloudEvent"
+    )
+    try:
+        event = to_event(from_http(request.headers, raw))
+    except Vid2mp3Error:
+        raise
+    except Exception as exc:  # the SDK's own errors, of several kinds
+        raise InvalidInput(f"the body is not a CloudEvent: {exc}") from None
+    event_signatures.verify(event, services().config)
+    return event
+
+
 def handle_event(
     cloud_event: Any,
     handler: Callable[[Services, events.Event], str],
@@ -152,18 +213,21 @@ def handle_event(
 ) -> None:
     """Run ``handler`` for a received CloudEvent, answering like a broker expects: 2xx done,
     4xx never retry (bad event), 5xx retry later (503 for a transient error, 500 for a bug or
-    a bad setting); every refusal is a JSON ``{"error": ...}``."""
+    a bad setting); every refusal is a JSON ``{"error": ...}``. An event the platform did not
+    sign is refused (403) before anything else looks at it."""
     import flask
 
     event = None
     try:
         event = to_event(cloud_event)
+        svc = services()
+        event_signatures.verify(event, svc.config)
         accepted = tuple(accepts)
         if event.type not in accepted:
             raise InvalidInput(f"this function handles {', '.join(accepted)}, not {event.type}")
         events.validate(event)
         with logs.context(event_id=event.id, job_id=event.subject, event_type=event.type):
-            outcome = handler(services(), event)
+            outcome = handler(svc, event)
             log.info("event handled", extra={"outcome": outcome})
     except Vid2mp3Error as exc:
         # A bad setting needs an operator; a bad event or a backend that is down does not.

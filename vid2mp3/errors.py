@@ -50,10 +50,30 @@ class PayloadTooLarge(PermanentError):
     status = 413
 
 
+class TooManyRequests(Vid2mp3Error):
+    """Too many failed attempts: refused until ``retry_after`` seconds have passed (the edge
+    sends it as ``Retry-After``)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UnsupportedMedia(PermanentError):
     """The file is not a video/audio we accept (no audio, wrong container, damaged)."""
 
     status = 422
+
+
+class MediaTooLong(PayloadTooLarge):
+    """The file's audio runs past the service's limits (``MAX_DURATION_SECONDS``, or the MP3
+    size its stated duration allows): the file's doing, so never retried."""
+
+
+class SourceChanged(Conflict):
+    """The stored upload is no longer the object ``complete`` checked (it was overwritten)."""
 
 
 class TransientError(Vid2mp3Error):
@@ -67,6 +87,12 @@ class ServiceFault(TransientError):
 
     The message says what failed in words a user may read; it never names an internal path.
     """
+
+
+class SpeechModelUnavailable(ServiceFault):
+    """The speech model cannot be used: its files are missing, fail their pinned checksums, or
+    could not be downloaded. The service's fault, never the file's; the message says what an
+    operator must do (the log line beside it names the folder)."""
 
 
 class ConfigError(Vid2mp3Error):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from vid2mp3 import bodies
 from vid2mp3.errors import InvalidInput
 
 VIDEO_UPLOADED = "io.vid2mp3.video.uploaded"
@@ -24,6 +25,9 @@ JOB_FAILED = "io.vid2mp3.job.failed"
 EVENT_TYPES = (VIDEO_UPLOADED, AUDIO_CONVERTED, AUDIO_SUMMARIZED, JOB_FAILED)
 
 SPEC_VERSION = "1.0"
+#: The CloudEvent extension attribute carrying the publisher's signature
+#: (``vid2mp3.event_signatures``); brokers pass extension attributes through unchanged.
+SIGNATURE_ATTRIBUTE = "vid2mp3signature"
 
 
 def _now_iso() -> str:
@@ -40,22 +44,24 @@ class Event:
     source: str = "/vid2mp3"
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: str = field(default_factory=_now_iso)
+    #: Set by the publisher (``event_signatures.sign``); empty on an event not yet published.
+    signature: str = field(default="", compare=False)
 
     def to_json(self) -> str:
         """Structured-mode JSON (the form kept in the outbox, the event log and .jsonl files)."""
-        return json.dumps(
-            {
-                "specversion": SPEC_VERSION,
-                "id": self.id,
-                "type": self.type,
-                "source": self.source,
-                "subject": self.subject,
-                "time": self.time,
-                "datacontenttype": "application/json",
-                "data": self.data,
-            },
-            separators=(",", ":"),
-        )
+        body: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.signature:
+            body[SIGNATURE_ATTRIBUTE] = self.signature
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
@@ -69,6 +75,7 @@ class Event:
                 source=raw["source"],
                 id=raw["id"],
                 time=raw.get("time") or _now_iso(),
+                signature=str(raw.get(SIGNATURE_ATTRIBUTE) or ""),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"not a structured CloudEvent: {exc}") from exc
@@ -93,10 +100,11 @@ class Event:
         if missing:
             raise InvalidInput(f"{carrier} lacks CloudEvent attributes: {', '.join(missing)}")
         if isinstance(data, bytes | str):
+            raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
             try:
-                data = json.loads(data or b"{}")
-            except ValueError:
-                raise InvalidInput(f"{body} is not JSON") from None
+                data = bodies.parse_json(raw or b"{}")
+            except InvalidInput as exc:
+                raise InvalidInput(f"{body} is not JSON: {exc.message}") from None
         if not isinstance(data, dict):
             raise InvalidInput(f"{body} must be a JSON object")
         return cls(
@@ -107,11 +115,12 @@ class Event:
             source=attributes["source"],
             id=attributes["id"],
             time=attributes.get("time") or "",
+            signature=str(attributes.get(SIGNATURE_ATTRIBUTE) or ""),
         )
 
     def binary_headers(self) -> dict[str, str]:
         """HTTP headers of binary content mode; the body is ``json.dumps(self.data)``."""
-        return {
+        headers = {
             "ce-specversion": SPEC_VERSION,
             "ce-id": self.id,
             "ce-type": self.type,
@@ -120,6 +129,9 @@ class Event:
             "ce-time": self.time,
             "Content-Type": "application/json",
         }
+        if self.signature:
+            headers[f"ce-{SIGNATURE_ATTRIBUTE}"] = self.signature
+        return headers
 
 
 @functools.cache

@@ -94,6 +94,14 @@ def delete(services: Services, job_id: str, user_id: str) -> None:
     for key in (job.video_key, job.mp3_key, job.transcript_key):
         if key:
             services.store.delete(key)
+    if services.direct is not None:
+        # S3 also holds what the keys above miss: other versions (a plain delete only hides
+        # them) and open multipart uploads, whose part URLs would otherwise still work.
+        for prefix in job.storage_prefixes:
+            services.direct.delete_prefix(prefix)
+    if services.archive is not None:
+        # The summary document names the file and says what it held: it goes with the job.
+        services.archive.forget_summary(job.id)
 
     def forget(uow: UnitOfWork) -> None:
         uow.jobs.delete(job.id)

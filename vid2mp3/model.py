@@ -34,6 +34,8 @@ class User:
     password_hash: str
     created_at: float
     webhook_url: str | None = None
+    #: Session tokens carry it (claim ``gen``); a password change adds one, ending older ones.
+    session_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,21 @@ class Job:
     attempts: int = 0
     transcribe_model: str | None = None
     summary_model: str | None = None
+    # The upload ``complete`` checked, as S3 names it (ETag; VersionId on a versioned bucket),
+    # so the converter reads exactly that object. None where bytes pass through the functions.
+    video_etag: str | None = None
+    video_version: str | None = None
 
     @property
     def transcript_key(self) -> str:
         """Where the job's full transcript is stored (a blob)."""
         return f"transcripts/{self.id}.txt"
+
+    @property
+    def storage_prefixes(self) -> tuple[str, ...]:
+        """Every key stored for this job starts with one of these (source, MP3, transcript);
+        job ids are UUIDs, so no other job's key does."""
+        return (f"videos/{self.id}/", f"mp3/{self.id}/", self.transcript_key)
 
     @property
     def mp3_filename(self) -> str:

@@ -17,10 +17,16 @@ the same ``ce-id``, so mail systems and receivers recognise it as the one they m
 Emails go out for ``ready``, ``failed``, and ``summary`` when a summary was made; a webhook
 gets every event, including a summary that was skipped or failed, because that event is the
 one that says the job is complete.
+
+What a message says comes from the job's row, never from the event's text: the event only
+says which message is due, and the row must back it (a failure notice only for a job that
+failed, with the reason the job recorded). A replayed or stale event cannot put words in an
+email or a webhook, nor announce a failure of a job that completed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -30,8 +36,8 @@ from typing import Any
 
 from vid2mp3 import display, events, webhooks
 from vid2mp3.db.unit_of_work import UnitOfWork
-from vid2mp3.errors import PermanentError, TransientError
-from vid2mp3.model import Job, SummaryStatus, User
+from vid2mp3.errors import InvalidInput, PermanentError, TransientError
+from vid2mp3.model import Job, JobState, SummaryStatus, User
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -66,7 +72,7 @@ def _templates() -> Any:
     )
 
 
-def render(kind: str, job: Job, user: User, services: Services, reason: str = "") -> EmailMessage:
+def render(kind: str, job: Job, user: User, services: Services) -> EmailMessage:
     """The email for ``kind`` with text and HTML alternatives (HTML autoescaped)."""
     config = services.config
     context = {
@@ -75,7 +81,7 @@ def render(kind: str, job: Job, user: User, services: Services, reason: str = ""
         "mp3_name": job.mp3_filename,
         "duration": display.duration(job.mp3_duration),
         "size": display.size(job.mp3_size),
-        "reason": reason or job.error or "",
+        "reason": job.error or "",
         "summary": job.summary if job.summary_status == SummaryStatus.DONE else None,
         # The ready email promises a summary only when one is on its way.
         "summary_coming": job.summary_status == SummaryStatus.PENDING
@@ -111,16 +117,20 @@ def handle(services: Services, event: events.Event) -> str:
     if job is None or user is None:
         log.warning("notification for unknown job ignored", extra=where)
         return "unknown job"
+    told = as_recorded(event, job)
+    if told is None:
+        log.warning(
+            "notification not backed by the job's record; nothing sent",
+            extra={**where, "state": str(job.state)},
+        )
+        return f"the job is {job.state}; nothing to send for {event.type}"
 
     sends: dict[str, Callable[[], None]] = {}
-    if kind != "summary" or event.data.get("summary_status") == SummaryStatus.DONE:
-        reason = str(event.data.get("reason") or "")
-        sends[kind] = lambda: services.mailer.send(render(kind, job, user, services, reason))
+    if kind != "summary" or job.summary_status == SummaryStatus.DONE:
+        sends[kind] = lambda: services.mailer.send(render(kind, job, user, services))
     if user.webhook_url:
         url = user.webhook_url
-        sends[WEBHOOK_PREFIX + kind] = lambda: webhooks.deliver(
-            services.config, user.id, url, event
-        )
+        sends[WEBHOOK_PREFIX + kind] = lambda: webhooks.deliver(services.config, user.id, url, told)
     if not sends:
         return "nothing to send"
 
@@ -135,6 +145,53 @@ def handle(services: Services, event: events.Event) -> str:
     if retry is not None:
         raise TransientError(f"{retry.message} ({'; '.join(outcomes)})")
     return "; ".join(outcomes)
+
+
+def as_recorded(event: events.Event, job: Job) -> events.Event | None:
+    """``event`` with its data taken from ``job``'s row (same id and type, so a receiver can
+    tell a resend), or ``None`` when the row does not back it."""
+    owner = {"job_id": job.id, "user_id": job.user_id}
+    data: dict[str, Any]
+    if event.type == events.AUDIO_CONVERTED:
+        if job.mp3_key is None or job.state not in (JobState.CONVERTED, JobState.COMPLETED):
+            return None
+        data = {
+            **owner,
+            "filename": job.filename,
+            "mp3_key": job.mp3_key,
+            "mp3_size": job.mp3_size or 0,
+            "duration": job.mp3_duration or 0.0,
+            "bitrate": job.mp3_bitrate or 0,
+        }
+    elif event.type == events.AUDIO_SUMMARIZED:
+        if job.state is not JobState.COMPLETED or job.summary_status in (None, "pending"):
+            return None
+        data = {**owner, "summary_status": job.summary_status, "reason": job.summary_reason}
+        if job.summary_status == SummaryStatus.DONE:
+            data.update(
+                summary=job.summary,
+                category=job.category,
+                context_truncated=bool(job.context_truncated),
+            )
+    elif event.type == events.JOB_FAILED:
+        if job.state is not JobState.FAILED:
+            return None
+        # The stage is the publisher's word (the event is signed); the reason is the row's.
+        stage = event.data.get("stage")
+        data = {**owner, "filename": job.filename, "stage": stage, "reason": job.error or ""}
+    else:
+        return None
+    # The platform's signature stays inside: a webhook is signed with the user's own secret.
+    told = dataclasses.replace(event, data=data, signature="")
+    try:
+        events.validate(told)
+    except InvalidInput as exc:
+        # A row that cannot make a valid event is ours to fix, not the caller's: say so loudly.
+        log.error(
+            "job row does not make a valid event", extra={"job_id": job.id, "reason": exc.message}
+        )
+        return None
+    return told
 
 
 def _send_once(

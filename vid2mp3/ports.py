@@ -18,10 +18,27 @@ from vid2mp3.events import Event
 
 @dataclass(frozen=True)
 class MediaSource:
-    """Where ffmpeg reads a stored blob from: a local path, or a URL when ``network`` is true."""
+    """Where ffmpeg reads a stored blob from: a local path, or a URL when ``network`` is true
+    (then with the HTTP ``headers`` every request must carry: a presigned URL's signed ones)."""
 
     location: str
     network: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as the store identifies it: what ``complete`` checked and the converter reads.
+
+    Attributes:
+        size: its size in bytes.
+        etag: its entity tag (S3 quotes it: ``"9b2c..."``).
+        version_id: its version on a versioned bucket, else None.
+    """
+
+    size: int
+    etag: str
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,23 @@ class DirectTransfer(Protocol):
         """Complete what ``upload_target`` started (a multipart upload), if anything."""
         ...
 
+    def stored_object(self, key: str) -> StoredObject | None:
+        """Size, ETag and version of ``key`` from one look, or ``None`` when it is missing."""
+        ...
+
+    def pinned_source(
+        self, key: str, expected: StoredObject
+    ) -> AbstractContextManager[MediaSource]:
+        """Like ``BlobStore.media_source``, for exactly the ``expected`` object: raises
+        ``SourceChanged`` (on entry, or instead of the block's error) once ``key`` holds
+        another object, never a reading or format error."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object (every version) under ``prefix`` and abort the multipart
+        uploads to it, so no presigned part URL handed out for it still works."""
+        ...
+
     def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
         """A presigned GET URL that downloads ``key`` as ``filename``."""
         ...
@@ -93,6 +127,10 @@ class SummaryArchive(Protocol):
 
     def record_summary(self, doc: Mapping[str, Any]) -> None:
         """Insert or replace the summary document of ``doc["job_id"]``."""
+        ...
+
+    def forget_summary(self, job_id: str) -> None:
+        """Remove the summary document of ``job_id``, if there is one (the job is deleted)."""
         ...
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from vid2mp3 import events
+from vid2mp3 import event_signatures, events
 from vid2mp3.config import Config
 from vid2mp3.db.database import Database
 from vid2mp3.db.unit_of_work import UnitOfWork, transaction
@@ -57,6 +57,12 @@ class Services:
             self._cache["summarizer"] = self.summarizer_factory()
         return self._cache["summarizer"]
 
+    def publish(self, event: events.Event) -> None:
+        """Check, sign and publish ``event`` now; raises ``TransientError`` when the broker
+        is down. Every publish goes through here, so every event a function gets is signed."""
+        events.validate(event)
+        self.sink.publish(event_signatures.sign(event, self.config))
+
     def publish_outbox(self, job_id: str | None = None, *, limit: int = 100) -> int:
         """Publish unsent outbox events (of ``job_id``, or of every job); returns how many went.
 
@@ -74,8 +80,7 @@ class Services:
         for position, event in enumerate(claimed):
             where = {"event_id": event.id, "event_type": event.type, "job_id": event.subject}
             try:
-                events.validate(event)
-                self.sink.publish(event)
+                self.publish(event)
             except TransientError as exc:
                 self._release(e.id for e in claimed[position:])
                 log.warning(

@@ -15,7 +15,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
 #: Receives an event that exhausted its delivery attempts, so its job ends ``failed``.
 DEAD_LETTER_FUNCTION = "dead-letter"
 
-HTTP_FUNCTIONS = ("register", "login", "validate", "upload-init", "jobs", "settings")
+HTTP_FUNCTIONS = ("register", "login", "validate", "upload-init", "jobs", "settings", "account")
 EVENT_FUNCTIONS = (*TRIGGERS, DEAD_LETTER_FUNCTION)
 ALL_FUNCTIONS = (*HTTP_FUNCTIONS, *EVENT_FUNCTIONS)
 

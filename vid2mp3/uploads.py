@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from vid2mp3 import auth, events, jobs, media
+from vid2mp3 import auth, bodies, events, jobs, media, users
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.errors import Conflict, InvalidInput, PayloadTooLarge, Unauthorized
 from vid2mp3.model import ConversionOptions, Job, JobState
@@ -48,8 +48,20 @@ _GENERIC_TYPES = frozenset(
 )
 
 
+# The widths of the jobs columns (infra/sql/001_initial.sql) that what the client declares
+# goes into: a longer value would be a 400 on SQLite but a crash on MariaDB.
+MAX_CONTENT_TYPE = 127  # jobs.content_type
+# jobs.video_key is VARCHAR(255) and holds "videos/<job id>/<filename>"; a filename is also a
+# file name on disk, where 255 bytes is the usual most.
+MAX_FILENAME_CHARS = 255 - len("videos/") - 36 - 1
+MAX_FILENAME_BYTES = 255
+_EXTENSION = re.compile(r"\.[^.\s]{1,16}$")
+
+
 def sanitize_filename(name: Any) -> str:
-    """The last path part of ``name``, without control characters, at most 255 bytes."""
+    """The last path part of ``name``, without control characters; a name longer than
+    ``MAX_FILENAME_CHARS`` characters (or ``MAX_FILENAME_BYTES`` bytes) loses the end of its
+    stem, never its extension."""
     if not isinstance(name, str):
         raise InvalidInput("filename must be a string")
     base = re.split(r"[/\\]", name)[-1]
@@ -57,11 +69,26 @@ def sanitize_filename(name: Any) -> str:
         c for c in unicodedata.normalize("NFC", base) if unicodedata.category(c)[0] != "C"
     )
     base = base.strip().strip(".")
-    while len(base.encode()) > 255:
-        base = base[:-1]
     if not base:
         raise InvalidInput("filename is empty once path parts are removed")
-    return base
+    return _shortened(base)
+
+
+def _shortened(name: str) -> str:
+    def fits(text: str) -> bool:
+        return len(text) <= MAX_FILENAME_CHARS and len(text.encode()) <= MAX_FILENAME_BYTES
+
+    if fits(name):
+        return name
+    found = _EXTENSION.search(name)
+    ext = found.group(0) if found else ""
+    stem = name[: min(len(name) - len(ext), MAX_FILENAME_CHARS - len(ext))]
+    while stem and not fits(stem + ext):
+        stem = stem[:-1]
+    stem = stem.rstrip(" .")
+    if not stem:
+        raise InvalidInput(f"filename must be at most {MAX_FILENAME_CHARS} characters")
+    return stem + ext
 
 
 def check_upload(filename: str, size: Any, content_type: Any, max_bytes: int) -> None:
@@ -72,6 +99,8 @@ def check_upload(filename: str, size: Any, content_type: Any, max_bytes: int) ->
             if ext
             else "the filename needs an extension such as .mp4"
         )
+    if isinstance(content_type, str) and len(content_type) > MAX_CONTENT_TYPE:
+        raise InvalidInput(f"content_type must be at most {MAX_CONTENT_TYPE} characters")
     if not isinstance(content_type, str) or not (
         content_type.startswith(("video/", "audio/")) or content_type in _GENERIC_TYPES
     ):
@@ -156,7 +185,11 @@ def create(
     ttl = services.config.upload_token_ttl
     target = (
         services.direct.upload_target(
-            job.video_key, size=size, content_type=content_type, expires_in=ttl
+            job.video_key,
+            size=size,
+            content_type=content_type,
+            # Presigned URLs cannot be revoked, so theirs is the shorter UPLOAD_URL_TTL.
+            expires_in=services.config.upload_url_ttl,
         )
         if services.direct is not None
         else None
@@ -204,23 +237,32 @@ def uploader(services: Services, job_id: str, authorization: str | None) -> str:
             claims = auth.verify_token(secret, token)
         except Unauthorized:
             raise upload_error from None
-    return str(claims["sub"])
+    # The check every door makes: the account still exists (and a session is current).
+    return str(users.current(services, claims)["sub"])
 
 
 def receive(
     services: Services, job_id: str, user_id: str, body: BinaryIO, content_length: int | None
 ) -> Job:
-    """Stream an uploaded body into storage (the GridFS / local path of ``PUT .../upload``)."""
+    """Stream an uploaded body into storage (the GridFS / local path of ``PUT .../upload``).
+
+    The body may be neither longer than the job's declared size nor than ``MAX_UPLOAD_BYTES``
+    (``PayloadTooLarge``), whatever its transfer encoding: a ``Content-Length`` above either is
+    refused before reading, and a chunked body is cut off one byte past the limit, its partial
+    copy removed by the store.
+    """
     job = jobs.owned(services, job_id, user_id)
     if job.state is not JobState.AWAITING_UPLOAD:
         raise Conflict(f"job {job_id} is {job.state}; it no longer accepts an upload")
+    limit, too_large = _upload_limit(services, job)
+    bodies.check_length(content_length, limit, too_large)
     if content_length is not None and content_length != job.size:
         raise InvalidInput(
             f"Content-Length {content_length} differs from the declared size {job.size}"
         )
     stored = services.store.put_stream(
         job.video_key,
-        body,
+        bodies.BoundedReader(body, limit, too_large),
         content_type=job.content_type,
         metadata={"file_type": "video", "user_id": user_id, "job_id": job_id, "status": "uploaded"},
     )
@@ -229,6 +271,18 @@ def receive(
         raise InvalidInput(f"received {stored} bytes but {job.size} were declared; upload again")
     log.info("upload stored", extra={"job_id": job_id, "size": stored})
     return job
+
+
+def _upload_limit(services: Services, job: Job) -> tuple[int, str]:
+    """The most bytes an upload to ``job`` may have, and the 413 that says so."""
+    most = services.config.max_upload_bytes
+    if job.size > most:
+        # MAX_UPLOAD_BYTES was lowered after this job was created.
+        return most, f"the upload is over the limit of {most} bytes (MAX_UPLOAD_BYTES)"
+    return job.size, (
+        f"the upload is larger than the {job.size} bytes declared for this job; "
+        "send exactly the declared size"
+    )
 
 
 def complete(services: Services, job_id: str, user_id: str) -> Job:
@@ -240,10 +294,18 @@ def complete(services: Services, job_id: str, user_id: str) -> Job:
     """
     job = jobs.owned(services, job_id, user_id)
     if job.state is JobState.AWAITING_UPLOAD:
+        checked: dict[str, str | None] = {}
         if services.direct is not None:
             # S3: a multipart upload is finished server-side from the parts S3 holds.
             services.direct.finish_upload(job.video_key, size=job.size)
-        stored = services.store.size(job.video_key)
+            # The presigned PUT outlives this call, so the object checked here is recorded
+            # (one HEAD: size and identity agree) and the converter reads only that one.
+            found = services.direct.stored_object(job.video_key)
+            stored = None if found is None else found.size
+            if found is not None:
+                checked = {"video_etag": found.etag, "video_version": found.version_id}
+        else:
+            stored = services.store.size(job.video_key)
         if stored is None:
             raise Conflict("nothing has been uploaded for this job yet")
         if stored != job.size:
@@ -260,7 +322,7 @@ def complete(services: Services, job_id: str, user_id: str) -> Job:
 
         def announce(uow: UnitOfWork) -> None:
             if uow.jobs.update(
-                job.id, only_in=(JobState.AWAITING_UPLOAD,), state=JobState.UPLOADED
+                job.id, only_in=(JobState.AWAITING_UPLOAD,), state=JobState.UPLOADED, **checked
             ):
                 uow.outbox.add(event, job.id)
 

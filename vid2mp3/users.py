@@ -1,4 +1,4 @@
-"""Sign-up and sign-in."""
+"""Sign-up, sign-in, and the one check every token a request carries goes through."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from vid2mp3 import auth, webhooks
+from vid2mp3 import auth, passwords, throttle, webhooks
 from vid2mp3.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from vid2mp3.model import User
 from vid2mp3.services import Services
 
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024  # argon2 hashes anything, but an unbounded body is a cheap DoS
+#: Where attempts from this process's own command line count (no network address).
+LOCAL_CLIENT = "local"
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$"
 )
@@ -26,15 +26,21 @@ def normalize_email(email: Any) -> str:
     return email.strip().lower()
 
 
-def register(services: Services, email: Any, password: Any, webhook_url: Any = None) -> User:
-    """Create a user, with an optional webhook; raises ``InvalidInput`` (bad email, password or
-    webhook URL) or ``Conflict`` (taken)."""
+def register(
+    services: Services,
+    email: Any,
+    password: Any,
+    webhook_url: Any = None,
+    *,
+    client: str = LOCAL_CLIENT,
+) -> User:
+    """Create a user, with an optional webhook; raises ``InvalidInput`` (bad email, weak
+    password, bad webhook URL), ``Conflict`` (taken) or ``TooManyRequests`` (``client``, an
+    address, was told "taken" too often lately)."""
     email = normalize_email(email)
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise InvalidInput(f"password must be at most {MAX_PASSWORD} characters")
+    passwords.check(password, email=email)
     webhook = _webhook(services, webhook_url)
+    attempt = throttle.begin(services, {throttle.SIGNUP_ADDRESS: client})
     user = User(
         id=str(uuid.uuid4()),
         email=email,
@@ -43,9 +49,13 @@ def register(services: Services, email: Any, password: Any, webhook_url: Any = N
         webhook_url=webhook,
     )
     with services.uow() as uow:
-        if not uow.users.add(user):
-            raise Conflict(f"an account for {email} already exists")
-        uow.commit()
+        added = uow.users.add(user)
+        if added:
+            uow.commit()
+    if not added:
+        # Counted: each of these answers tells the caller that an account exists.
+        raise Conflict(f"an account for {email} already exists")
+    throttle.succeeded(services, attempt)
     return user
 
 
@@ -89,28 +99,62 @@ def update_settings(services: Services, user_id: str, changes: Mapping[str, Any]
     return settings(services, user_id)
 
 
-def login(services: Services, email: str, password: str) -> tuple[str, int]:
-    """A session token for valid credentials; raises ``Unauthorized`` otherwise."""
+def login(
+    services: Services, email: str, password: str, *, client: str = LOCAL_CLIENT
+) -> tuple[str, int]:
+    """A session token for valid credentials; raises ``Unauthorized`` otherwise, and
+    ``TooManyRequests`` after too many failures for this email or from ``client``."""
+    return session_token(services, verified(services, email, password, client=client))
+
+
+def verified(services: Services, email: str, password: str, *, client: str) -> User:
+    """The user these credentials belong to, throttled like a sign-in (the email and the
+    client's address); raises ``Unauthorized`` or ``TooManyRequests``."""
+    email = email.strip().lower()
+    attempt = throttle.begin(
+        services, {throttle.LOGIN_ACCOUNT: email, throttle.LOGIN_ADDRESS: client}
+    )
     with services.uow() as uow:
-        user = uow.users.by_email(email.strip().lower())
+        user = uow.users.by_email(email)
     if user is None:
         auth.verify_password(auth.dummy_hash(), password)
         raise Unauthorized("wrong email or password")
     if not auth.verify_password(user.password_hash, password):
         raise Unauthorized("wrong email or password")
-    return session_token(services, user)
+    throttle.succeeded(services, attempt)
+    return user
 
 
 def session_token(services: Services, user: User) -> tuple[str, int]:
+    """A session token of ``user``'s current session generation."""
     return auth.issue_token(
-        services.config.jwt_secret, subject=user.id, ttl=services.config.token_ttl, email=user.email
+        services.config.jwt_secret,
+        subject=user.id,
+        ttl=services.config.token_ttl,
+        email=user.email,
+        gen=user.session_generation,
     )
 
 
 def authenticate(services: Services, authorization: str | None) -> dict[str, Any]:
-    """Claims of the session token in an ``Authorization`` header; raises ``Unauthorized``."""
+    """Claims of the session token in an ``Authorization`` header, if its account still exists
+    and its password has not changed since; raises ``Unauthorized``."""
     token = auth.bearer_token(authorization)
-    return auth.verify_token(services.config.jwt_secret, token)
+    return current(services, auth.verify_token(services.config.jwt_secret, token))
+
+
+def current(services: Services, claims: Mapping[str, Any]) -> dict[str, Any]:
+    """``claims`` of a verified token (session or upload), if they still speak for a user:
+    the account exists and, for a session, it is of the account's current generation (a
+    password change ends older ones). One primary-key lookup. Raises ``Unauthorized``."""
+    with services.uow() as uow:
+        generation = uow.users.session_generation(str(claims["sub"]))
+    if generation is None:
+        raise Unauthorized("this account no longer exists; sign up or sign in with another")
+    # Tokens from before generations existed carry none: they are of generation 0.
+    if claims.get("scope") == auth.USER_SCOPE and claims.get("gen", 0) != generation:
+        raise Unauthorized("the password was changed since this token was issued; sign in again")
+    return dict(claims)
 
 
 LOCAL_EMAIL = "me@localhost.localdomain"

@@ -7,7 +7,6 @@ function that kept failing as the path.
 
 import flask
 import functions_framework
-from cloudevents.http import from_http
 
 from vid2mp3 import dead_letters, entrypoints
 from vid2mp3.errors import InvalidInput
@@ -22,9 +21,6 @@ def dead_letter(request: flask.Request) -> flask.Response:
         raise InvalidInput(
             f"path must name the failing function: one of {sorted(dead_letters.POLICIES)}"
         )
-    try:
-        event = entrypoints.to_event(from_http(request.headers, request.get_data()))
-    except Exception as exc:
-        raise InvalidInput(f"the body is not a CloudEvent: {exc}") from None
+    event = entrypoints.signed_event(request)
     outcome = dead_letters.settle(entrypoints.services(), event, function)
     return entrypoints.json_response({"outcome": outcome})

@@ -24,7 +24,13 @@ def jobs(request: flask.Request) -> flask.Response:
     route = (request.method, len(parts), parts[1] if len(parts) > 1 else "")
     if route[0] == "PUT" and route[1:] == (2, "upload"):
         user_id = uploads.uploader(services, parts[0], request.headers.get("Authorization"))
-        job = uploads.receive(services, parts[0], user_id, request.stream, request.content_length)
+        job = uploads.receive(
+            services,
+            parts[0],
+            user_id,
+            entrypoints.request_body(request),
+            request.content_length,
+        )
         return entrypoints.json_response(job.public())
     user_id = users.authenticate(services, request.headers.get("Authorization"))["sub"]
     if route == ("GET", 0, ""):

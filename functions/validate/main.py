@@ -1,4 +1,5 @@
-"""validate: POST with Authorization: Bearer → 200 with the token's claims, or 401."""
+"""validate: POST with Authorization: Bearer → 200 with the token's claims, or 401 (also once
+its account is deleted or its password changed: ``users.authenticate`` checks every time)."""
 
 import flask
 import functions_framework

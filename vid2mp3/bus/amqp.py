@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from vid2mp3.errors import ConfigError, TransientError
-from vid2mp3.events import SPEC_VERSION, Event
+from vid2mp3.events import SIGNATURE_ATTRIBUTE, SPEC_VERSION, Event
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def import_pika(url: str) -> Any:
 
 def message_headers(event: Event) -> dict[str, str]:
     """The AMQP headers carrying ``event``'s attributes (eventing-rabbitmq's binary format)."""
-    return {
+    headers = {
         "specversion": SPEC_VERSION,
         "id": event.id,
         "type": event.type,
@@ -76,6 +76,9 @@ def message_headers(event: Event) -> dict[str, str]:
         "time": event.time,
         "content-type": "application/json",
     }
+    if event.signature:
+        headers[SIGNATURE_ATTRIBUTE] = event.signature
+    return headers
 
 
 def message_properties(event: Event) -> Any:

@@ -43,10 +43,11 @@ class Users(_Repository):
 
     def _one(self, where: str, value: str) -> User | None:
         row = self._execute(
-            f"SELECT id, email, password_hash, created_at, webhook_url FROM users WHERE {where}",
+            "SELECT id, email, password_hash, created_at, webhook_url, session_generation "
+            f"FROM users WHERE {where}",
             (value,),
         ).fetchone()
-        return User(*row) if row else None
+        return User(*row[:5], session_generation=int(row[5])) if row else None
 
     def by_email(self, email: str) -> User | None:
         return self._one("email = ?", email)
@@ -57,6 +58,27 @@ class Users(_Repository):
     def set_webhook(self, user_id: str, url: str | None) -> None:
         """Set (or clear, with ``None``) the user's webhook URL."""
         self._execute("UPDATE users SET webhook_url = ? WHERE id = ?", (url, user_id))
+
+    def session_generation(self, user_id: str) -> int | None:
+        """The generation current session tokens must carry; ``None`` when the user is gone.
+        One primary-key lookup: it runs on every request that carries a token."""
+        row = self._execute(
+            "SELECT session_generation FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_password(self, user_id: str, password_hash: str) -> int | None:
+        """Store a new password hash and end every session issued before; returns the new
+        session generation (``None`` when the user is gone)."""
+        self._execute(
+            "UPDATE users SET password_hash = ?, session_generation = session_generation + 1 "
+            "WHERE id = ?",
+            (password_hash, user_id),
+        )
+        return self.session_generation(user_id)
+
+    def delete(self, user_id: str) -> None:
+        self._execute("DELETE FROM users WHERE id = ?", (user_id,))
 
 
 def _job_from_row(row: tuple[Any, ...]) -> Job:
@@ -219,6 +241,10 @@ class Outbox(_Repository):
     def forget_job(self, job_id: str) -> None:
         """Drop the job's unsent events (the job is being deleted)."""
         self._execute("DELETE FROM outbox WHERE job_id = ? AND sent_at IS NULL", (job_id,))
+
+    def forget_sent(self, job_id: str) -> None:
+        """Drop the job's sent events too (its account is deleted: they name its file)."""
+        self._execute("DELETE FROM outbox WHERE job_id = ?", (job_id,))
 
 
 @dataclass(frozen=True)
@@ -386,6 +412,10 @@ class Notifications(_Repository):
             (job_id, kind, "sending"),
         )
 
+    def forget_job(self, job_id: str) -> None:
+        """Drop every notification row of the job (its account is deleted)."""
+        self._execute("DELETE FROM notifications WHERE job_id = ?", (job_id,))
+
 
 class EventLog(_Repository):
     """Every event the dispatcher carried and every delivery attempt (``vid2mp3 events``)."""
@@ -445,3 +475,90 @@ class EventLog(_Repository):
     @staticmethod
     def _logged(payload: str, first_seen: float, deliveries: tuple[Delivery, ...]) -> LoggedEvent:
         return LoggedEvent(Event.from_json(payload), float(first_seen), deliveries)
+
+    def forget_subject(self, subject: str) -> None:
+        """Drop the events about ``subject`` (a job of a deleted account: they carry its user
+        id and filename) and their deliveries."""
+        self._execute(
+            "DELETE FROM event_deliveries WHERE event_id IN "
+            "(SELECT id FROM event_log WHERE subject = ?)",
+            (subject,),
+        )
+        self._execute("DELETE FROM event_log WHERE subject = ?", (subject,))
+
+
+class Throttles(_Repository):
+    """Counters of failed attempts (``auth_throttle``), one row per (scope, subject).
+
+    ``charge`` counts an attempt before it is judged; ``refund`` gives it back when it
+    succeeded. The row lock ``charge``'s UPDATE takes serializes attempts on one bucket until
+    the transaction ends, so attempts at the same time see each other's counts.
+    """
+
+    def charge(self, scope: str, subject: str, *, now: float, forget_before: float) -> int | None:
+        """Count one failure unless the bucket is locked; returns the count, ``None`` when
+        locked, or 0 when the bucket has no row yet (``create`` it in a transaction of its
+        own, then charge again). A count whose last failure is older than ``forget_before``
+        starts over."""
+        # failures is assigned first: MySQL evaluates SET from left to right, so the CASE
+        # must see last_failure before it is overwritten.
+        cur = self._execute(
+            "UPDATE auth_throttle SET "
+            "failures = CASE WHEN last_failure < ? THEN 1 ELSE failures + 1 END, "
+            "last_failure = ? WHERE scope = ? AND subject = ? AND locked_until <= ?",
+            (forget_before, now, scope, subject, now),
+        )
+        if cur.rowcount == 1:
+            row = self._execute(
+                "SELECT failures FROM auth_throttle WHERE scope = ? AND subject = ?",
+                (scope, subject),
+            ).fetchone()
+            return int(row[0])
+        return None if self.locked_until(scope, subject) > now else 0
+
+    def create(self, scope: str, subject: str, *, now: float) -> None:
+        """Make the bucket's row (no failures) unless it exists. Alone in its transaction: on
+        MariaDB, inserts of one key that wait for each other keep shared locks after the
+        duplicate-key error, and two of them updating the row next would deadlock."""
+        try:
+            self._execute(
+                "INSERT INTO auth_throttle (scope, subject, failures, locked_until, "
+                "last_failure) VALUES (?, ?, 0, 0, ?)",
+                (scope, subject, now),
+            )
+        except Exception as exc:
+            if not self._uow.is_duplicate_key(exc):
+                raise
+
+    def locked_until(self, scope: str, subject: str) -> float:
+        row = self._execute(
+            "SELECT locked_until FROM auth_throttle WHERE scope = ? AND subject = ?",
+            (scope, subject),
+        ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def lock(self, scope: str, subject: str, until: float) -> None:
+        self._execute(
+            "UPDATE auth_throttle SET locked_until = ? WHERE scope = ? AND subject = ?",
+            (until, scope, subject),
+        )
+
+    def refund(self, scope: str, subject: str, *, lock_set: float | None) -> None:
+        """Give back one counted attempt that succeeded, and the lock it set (``lock_set``)
+        unless a later attempt has set another since."""
+        self._execute(
+            "UPDATE auth_throttle SET failures = failures - 1, "
+            "locked_until = CASE WHEN locked_until = ? THEN 0 ELSE locked_until END "
+            "WHERE scope = ? AND subject = ? AND failures > 0",
+            (-1.0 if lock_set is None else lock_set, scope, subject),
+        )
+
+    def clear(self, scope: str, subject: str) -> None:
+        self._execute("DELETE FROM auth_throttle WHERE scope = ? AND subject = ?", (scope, subject))
+
+    def prune(self, before: float) -> None:
+        """Forget buckets whose last failure is older than ``before`` (unlocked by then)."""
+        self._execute(
+            "DELETE FROM auth_throttle WHERE last_failure < ? AND locked_until < ?",
+            (before, before),
+        )

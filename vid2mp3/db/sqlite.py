@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
+from vid2mp3 import private_files
 from vid2mp3.db.pool import ConnectionPool
 
 
@@ -26,7 +27,10 @@ class SqliteDatabase:
         self._memory = self._connect() if path == ":memory:" else None
         self._memory_turn = threading.Lock()
         if self._memory is None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_files.make_dirs(os.path.dirname(os.path.abspath(path)))
+            # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+            # database's mode, and would create the database itself with the umask's (0644).
+            private_files.touch(path)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so two writers queue on

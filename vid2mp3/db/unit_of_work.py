@@ -17,6 +17,7 @@ from vid2mp3.db.repositories import (
     Notifications,
     Outbox,
     ProcessedEvents,
+    Throttles,
     Users,
 )
 from vid2mp3.errors import TransientError
@@ -53,6 +54,7 @@ class UnitOfWork:
         self.leases = Leases(self)
         self.notifications = Notifications(self)
         self.event_log = EventLog(self)
+        self.throttles = Throttles(self)
         return self
 
     def __exit__(

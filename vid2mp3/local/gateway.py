@@ -7,7 +7,9 @@ Routes (the ones ``faas-cli invoke``, ``list`` and ``describe`` use):
 - ``POST /async-function/<name>[/<path>]``: answered ``202`` with ``X-Call-Id`` at once; the
   function runs on a worker thread and, when the request carried ``X-Callback-Url``, its answer
   is POSTed there with ``X-Call-Id``, ``X-Function-Status``, ``X-Function-Name`` and
-  ``X-Duration-Seconds`` (the headers OpenFaaS's queue-worker sends).
+  ``X-Duration-Seconds`` (the headers OpenFaaS's queue-worker sends). A callback URL is checked
+  like a webhook (``vid2mp3.outbound``): public addresses only unless private targets are
+  allowed, the checked address pinned, redirects not followed.
 - ``GET /system/functions``, ``GET /system/function/<name>``, ``GET /system/info``, ``GET /healthz``.
 
 ``faas-cli`` names a function ``<name>.<namespace>`` (``register.openfaas-fn``); the namespace
@@ -15,29 +17,36 @@ suffix is accepted for the one namespace this gateway serves.
 
 A CloudEvent function reached without a CloudEvent (``faas-cli invoke`` sends a plain body as
 ``text/plain``) is answered 400 naming the headers it needs, instead of functions-framework's
-bare error. Every function is a WSGI app in ``apps``: served from this process (the embedded
+bare error. A CloudEvent the platform did not sign is refused here with 403 before any
+function sees it (``verify_event``; the functions check again, as defence in depth): only the
+dispatcher, the in-process bus and an operator's ``vid2mp3 events replay`` reach event
+functions. Every function is a WSGI app in ``apps``: served from this process (the embedded
 default) or a proxy to its own process; the routing and the answers are the same either way.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import logging
 import platform
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
-from urllib.parse import urlsplit
 
-from vid2mp3 import __version__, triggers
+from werkzeug.exceptions import ClientDisconnected
+
+from vid2mp3 import __version__, bodies, outbound, triggers
+from vid2mp3.errors import Forbidden, InvalidInput, PayloadTooLarge
+from vid2mp3.events import Event
 from vid2mp3.runtime.wsgi import WsgiApp, json_response
 
 log = logging.getLogger(__name__)
@@ -99,6 +108,13 @@ class Gateway:
         index: answers any path the gateway does not own (the web UI), else 404.
         event_functions: the names that take CloudEvents (default: ``triggers.EVENT_FUNCTIONS``).
         async_workers: how many ``/async-function`` calls run at once; more wait their turn.
+        verify_event: raises ``Forbidden`` for a CloudEvent the platform did not sign
+            (``vid2mp3 up`` passes ``event_signatures.verify``); ``None`` leaves it to the
+            functions.
+        allow_private_callbacks: let ``X-Callback-Url`` reach private addresses (the
+            ``ALLOW_PRIVATE_WEBHOOKS`` switch).
+        body_limit: function name → the most bytes an async call's body may have and what
+            the 413 says (``proxy.body_limit``); ``None``: no limit.
     """
 
     def __init__(
@@ -108,8 +124,14 @@ class Gateway:
         index: WsgiApp | None = None,
         event_functions: Iterable[str] = triggers.EVENT_FUNCTIONS,
         async_workers: int = 4,
+        verify_event: Callable[[Event], None] | None = None,
+        allow_private_callbacks: bool = False,
+        body_limit: Callable[[str], tuple[int | None, str]] | None = None,
     ) -> None:
+        self.body_limit = body_limit
         self.apps = apps
+        self.verify_event = verify_event
+        self.allow_private_callbacks = allow_private_callbacks
         self.index = index
         self.event_functions = frozenset(event_functions)
         self.async_workers = async_workers
@@ -128,7 +150,16 @@ class Gateway:
         ):
             if path.startswith(prefix):
                 name, _, rest = path.removeprefix(prefix).partition("/")
-                return handler(environ, start_response, name, rest)
+                try:
+                    return handler(environ, start_response, name, rest)
+                except ClientDisconnected:
+                    # A body shorter than its Content-Length, read here (an async call's spool,
+                    # an event's check): the client's fault, as it is in a function.
+                    return json_response(
+                        start_response,
+                        "400 Bad Request",
+                        {"error": "the request body is shorter than its Content-Length"},
+                    )
         if method in ("GET", "HEAD"):
             if path == "/healthz":
                 return json_response(start_response, "200 OK", {"status": "ok"})
@@ -150,6 +181,10 @@ class Gateway:
         self, environ: dict[str, Any], start_response: Callable[..., Any], name: str, rest: str
     ) -> Iterable[bytes]:
         name, refusal = self._resolve(name, environ)
+        if refusal is None and name in self.event_functions:
+            body, refusal = self._checked_event_body(environ, get_body(environ))
+            environ = {**environ, "wsgi.input": body, "CONTENT_LENGTH": str(_remaining(body))}
+            environ.pop("wsgi.input_terminated", None)
         if refusal is not None:
             return json_response(start_response, *refusal)
         call_id = environ.get("HTTP_X_CALL_ID") or str(uuid.uuid4())
@@ -182,17 +217,28 @@ class Gateway:
         if refusal is not None:
             return json_response(start_response, *refusal)
         callback = environ.get("HTTP_X_CALLBACK_URL", "")
-        if callback and not _is_http_url(callback):
-            return json_response(
-                start_response,
-                "400 Bad Request",
-                {"error": f"X-Callback-Url must be an http(s) URL, not {callback!r}"},
-            )
+        if callback:
+            try:
+                self._check_callback(callback)
+            except InvalidInput as exc:
+                return json_response(start_response, "400 Bad Request", {"error": exc.message})
         call_id = environ.get("HTTP_X_CALL_ID") or str(uuid.uuid4())
         start_time = str(time.time_ns())
-        # The caller is answered before the function runs, so the body is read now: to a spool
-        # file that stays in memory while small and moves to disk when big.
-        body = _spool_body(environ)
+        if name in self.event_functions:
+            body, refusal = self._checked_event_body(environ, get_body(environ))
+            if refusal is not None:
+                body.close()
+                return json_response(start_response, *refusal)
+        else:
+            # The caller is answered before the function runs, so the body is read now: to a
+            # spool file that stays in memory while small and moves to disk when big.
+            most, too_large = self.body_limit(name) if self.body_limit else (None, "")
+            try:
+                body = _spool_body(environ, most, too_large)
+            except PayloadTooLarge as exc:
+                return json_response(
+                    start_response, "413 Request Entity Too Large", {"error": exc.message}
+                )
         call_environ = self._function_environ(environ, name, rest, call_id, body=body)
         call_environ["HTTP_X_START_TIME"] = start_time
         self._count(name)
@@ -239,6 +285,14 @@ class Gateway:
             self._post_callback(callback, name, call_id, answer, duration)
         answer.body.close()
 
+    def _check_callback(self, url: str) -> None:
+        """Raise ``InvalidInput`` unless a callback may reach ``X-Callback-Url``."""
+        target = outbound.parse(url, what="X-Callback-Url")
+        try:
+            outbound.addresses(target, allow_private=self.allow_private_callbacks, what="callback")
+        except socket.gaierror:
+            raise InvalidInput(f"the callback host {target.host!r} cannot be resolved") from None
+
     def _post_callback(
         self, url: str, name: str, call_id: str, answer: _Answer, duration: float
     ) -> None:
@@ -252,15 +306,24 @@ class Gateway:
                 "X-Duration-Seconds": f"{duration:.6f}",
             }
         )
-        request = urllib.request.Request(url, data=answer.body, headers=headers, method="POST")
+        where = {"function": name, "call_id": call_id, "callback": url}
         try:
-            with urllib.request.urlopen(request, timeout=_CALLBACK_TIMEOUT) as response:
-                response.read()
-        except (urllib.error.URLError, OSError) as exc:
-            log.warning(
-                "callback failed",
-                extra={"function": name, "call_id": call_id, "callback": url, "reason": str(exc)},
+            # Checked again now, and the checked address pinned: a DNS answer that changed
+            # since the call was taken cannot turn the callback to an internal address.
+            target = outbound.parse(url, what="X-Callback-Url")
+            pinned = outbound.addresses(
+                target, allow_private=self.allow_private_callbacks, what="callback"
             )
+            status = outbound.post(target, pinned, answer.body, headers, timeout=_CALLBACK_TIMEOUT)
+        except InvalidInput as exc:
+            log.warning("callback refused", extra={**where, "reason": exc.message})
+            return
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("callback failed", extra={**where, "reason": str(exc)})
+            return
+        if not 200 <= status < 300:
+            # A redirect is not followed: it could lead anywhere, internal addresses included.
+            log.warning("callback answered", extra={**where, "status": status})
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -327,6 +390,29 @@ class Gateway:
             return "405 Method Not Allowed", body
         return "400 Bad Request", body
 
+    def _checked_event_body(
+        self, environ: dict[str, Any], read: Callable[[int], bytes]
+    ) -> tuple[IO[bytes], tuple[str, dict[str, Any]] | None]:
+        """The CloudEvent request's body (read, at most ``bodies.MAX_EVENT_BYTES``), and a
+        refusal when the platform did not sign the event or it cannot be read as one."""
+        raw = read(bodies.MAX_EVENT_BYTES + 1)
+        if len(raw) > bodies.MAX_EVENT_BYTES:
+            limit = f"{bodies.MAX_EVENT_BYTES // 1024} KiB"
+            return io.BytesIO(), (
+                "413 Request Entity Too Large",
+                {"error": f"a CloudEvent may be at most {limit}"},
+            )
+        body = io.BytesIO(raw)
+        if self.verify_event is None:
+            return body, None
+        try:
+            self.verify_event(_event_of(environ, raw))
+        except Forbidden as exc:
+            return body, ("403 Forbidden", {"error": exc.message})
+        except InvalidInput as exc:
+            return body, ("400 Bad Request", {"error": exc.message})
+        return body, None
+
     def _function_environ(
         self,
         environ: dict[str, Any],
@@ -342,6 +428,10 @@ class Gateway:
             "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + prefix + name,
             "PATH_INFO": "/" + rest,
             "HTTP_X_CALL_ID": call_id,
+            # Overwritten, never appended to: `vid2mp3 up` makes the functions trust this
+            # header (TRUSTED_PROXY_HEADER) as the client's address, so a value the client
+            # sent must not reach them.
+            "HTTP_X_FORWARDED_FOR": environ.get("REMOTE_ADDR", ""),
         }
         if body is not None:
             # The server's socket is gone by the time the worker runs: hand over only the
@@ -394,17 +484,51 @@ class Gateway:
         }
 
 
-def _is_http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _spool_body(environ: dict[str, Any]) -> IO[bytes]:
+def get_body(environ: dict[str, Any]) -> Callable[[int], bytes]:
+    """A reader of the request body that stops where it ends (chunked or not)."""
     from werkzeug.wsgi import get_input_stream
 
+    return get_input_stream(environ).read
+
+
+def _event_of(environ: dict[str, Any], raw: bytes) -> Event:
+    """The CloudEvent of a request, binary or structured mode; raises ``InvalidInput``."""
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type == _STRUCTURED_TYPE:
+        document = bodies.parse_json(raw)
+        if not isinstance(document, dict):
+            raise InvalidInput("the structured CloudEvent is not a JSON object")
+        return Event.from_attributes(*_structured(document))
+    attributes = {
+        key.removeprefix("HTTP_CE_").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_CE_")
+    }
+    return Event.from_attributes(attributes, raw)
+
+
+def _structured(document: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    attributes = {k: v for k, v in document.items() if k not in ("data", "data_base64")}
+    return attributes, document.get("data") or {}
+
+
+def _spool_body(environ: dict[str, Any], most: int | None, too_large: str) -> IO[bytes]:
+    """The request body in a spool file, at most ``most`` bytes (``PayloadTooLarge`` past it,
+    the spool removed)."""
+    from werkzeug.wsgi import get_input_stream
+
+    stream: Any = get_input_stream(environ)
+    if most is not None:
+        length = environ.get("CONTENT_LENGTH", "")
+        bodies.check_length(int(length) if length.isdigit() else None, most, too_large)
+        stream = bodies.BoundedReader(stream, most, too_large)
     # Handed to the worker thread, which closes it after the call.
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
-    shutil.copyfileobj(get_input_stream(environ), spool, _CHUNK)
+    try:
+        shutil.copyfileobj(stream, spool, _CHUNK)
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return spool
 

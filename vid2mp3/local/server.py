@@ -13,18 +13,20 @@ On SIGTERM, work in flight gets ``SHUTDOWN_GRACE_SECONDS`` to finish, then is ha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from vid2mp3 import bootstrap, logs, shutdown
+from vid2mp3 import bootstrap, event_signatures, logs, shutdown
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
 from vid2mp3.errors import CommandError
 from vid2mp3.local import webui
 from vid2mp3.local.gateway import Gateway
+from vid2mp3.local.proxy import body_limit
 from vid2mp3.runtime import functions
 from vid2mp3.runtime.daemons import make_dispatcher, uses_dispatcher
 from vid2mp3.runtime.relay import OutboxRelay
@@ -39,7 +41,19 @@ def build_gateway(config: Config) -> tuple[Gateway, Any]:
     bus = bootstrap.deliver_in_process(services, apps)
     if bus is not None:
         bus.start(workers=2)
-    return Gateway(apps, index=webui.create_app()), services
+    return make_gateway(config, apps), services
+
+
+def make_gateway(config: Config, apps: dict[str, Any]) -> Gateway:
+    """The gateway of ``vid2mp3 up``: event functions only for events the platform signed,
+    async callbacks only to the addresses a webhook may reach."""
+    return Gateway(
+        apps,
+        index=webui.create_app(),
+        verify_event=functools.partial(event_signatures.verify, config=config),
+        allow_private_callbacks=config.allow_private_webhooks,
+        body_limit=functools.partial(body_limit, config=config),
+    )
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:
@@ -53,6 +67,11 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
     config = Config.from_env()
     if not os.environ.get("PUBLIC_URL"):
         config = dataclasses.replace(config, public_url=f"http://{host}:{port}")
+    # The gateway overwrites X-Forwarded-For with its client's address, so the functions may
+    # trust it (in --processes mode their own connection is the gateway's). A header set
+    # explicitly stays: a proxy in front of `up` that sets it, which the gateway passes on.
+    trusted_header = config.trusted_proxy_header or "X-Forwarded-For"
+    config = dataclasses.replace(config, trusted_proxy_header=trusted_header)
     if processes and urlsplit(config.events_url).scheme == "memory":
         # Each process would have its own in-process bus, and no event would reach anyone.
         raise CommandError(
@@ -76,15 +95,20 @@ def run_up(*, host: str = "127.0.0.1", port: int = 8080, processes: bool = False
             services = bootstrap.build(config)
             bootstrap.install(services)
             # Bind our own port before the function processes pick theirs, so none takes it.
-            gateway = Gateway({}, index=webui.create_app())
+            gateway = make_gateway(config, {})
             server = make_server(host, port, gateway, threaded=True)
             supervisor = FunctionProcesses(
-                ALL_FUNCTIONS, env={**os.environ, "PUBLIC_URL": config.public_url}
+                ALL_FUNCTIONS,
+                env={
+                    **os.environ,
+                    "PUBLIC_URL": config.public_url,
+                    "TRUSTED_PROXY_HEADER": trusted_header,
+                },
             )
             supervisor.start()
             gateway.apps.update(
                 {
-                    name: FunctionProxy(name, supervisor.host, proc.port)
+                    name: FunctionProxy.for_function(name, supervisor.host, proc.port, config)
                     for name, proc in supervisor.processes.items()
                 }
             )

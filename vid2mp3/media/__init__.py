@@ -14,7 +14,8 @@ One module per job:
 - ``process``: the child-process runner (registered with ``vid2mp3.shutdown``; a child stopped
   by us or by a signal raises ``WorkInterrupted``, never a verdict on the file).
 - ``diagnosis``: ffmpeg's stderr turned into errors: the file's, storage's or the service's own.
-- ``encoding``: the one rule for bitrates and VBR quality.
+- ``encoding``: the one rule for bitrates and VBR quality, and for output bounds (the duration
+  limit, the MP3 size a stated duration allows).
 - ``probing``: ``probe`` and ``Probe``.
 - ``extract``: ``extract_audio`` and ``AudioResult``.
 - ``split``: ``split_for_upload``.

@@ -7,15 +7,25 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from vid2mp3.errors import UnsupportedMedia
+from vid2mp3.errors import MediaTooLong, UnsupportedMedia
 from vid2mp3.media import binaries
 from vid2mp3.media.diagnosis import failure, our_files, service_fault
-from vid2mp3.media.encoding import DEFAULT_BITRATE, check_quality, parse_bitrate
+from vid2mp3.media.encoding import (
+    CUT_SLACK_SECONDS,
+    DEFAULT_BITRATE,
+    MAX_DURATION_SECONDS,
+    check_quality,
+    describe_duration,
+    output_size_limit,
+    parse_bitrate,
+    peak_kbps,
+    ran_past,
+)
 from vid2mp3.media.inputs import input_args, locate
-from vid2mp3.media.probing import Probe, check_accepted, probe
+from vid2mp3.media.probing import Probe, check_accepted, check_duration, probe
 from vid2mp3.media.process import Child
 
 _PROGRESS_INTERVAL = 0.1
@@ -51,6 +61,8 @@ def extract_audio(
     probed: Probe | None = None,
     ffmpeg: str | None = None,
     default_bitrate: str = DEFAULT_BITRATE,
+    headers: Mapping[str, str] | None = None,
+    max_duration: float = MAX_DURATION_SECONDS,
 ) -> AudioResult:
     """Write the first audio track of ``source`` as an MP3 at ``dest`` and verify it.
 
@@ -58,6 +70,11 @@ def extract_audio(
     a bitrate or quality was asked for (or ``copy_mp3`` is false). An exception raised by
     ``on_progress`` stops ffmpeg and propagates, which is how a caller cancels. On any failure
     nothing is left at ``dest``.
+
+    Output is bounded whatever the file claims: audio stated longer than ``max_duration`` is
+    refused before ffmpeg starts; ffmpeg stops writing just past ``max_duration`` (``-t``) and
+    past the size the stated duration can need at the encoding's peak bitrate (``-fs``,
+    ``encoding.output_size_limit``); either cut fails the conversion.
 
     Args:
         source: a local path, or an HTTP(S) URL when ``network`` is true.
@@ -72,6 +89,8 @@ def extract_audio(
         ffmpeg: the ffmpeg to use; found when None.
         default_bitrate: the CBR bitrate when neither ``bitrate`` nor ``quality`` is given
             and the source is not copied (the DEFAULT_BITRATE setting).
+        headers: HTTP headers every request for ``source`` must carry (``MediaSource``).
+        max_duration: the longest audio converted, in seconds (MAX_DURATION_SECONDS).
 
     Returns:
         What was written, as measured.
@@ -80,6 +99,8 @@ def extract_audio(
         InvalidInput: ``bitrate``, ``quality`` or ``default_bitrate`` is not allowed.
         NotFound: ``source`` does not exist.
         UnsupportedMedia: ``source`` is not an accepted file, or converts to short/no audio.
+        MediaTooLong: its audio is, or turns out to be, longer than ``max_duration``, or runs
+            far past the duration it states (the subclass of ``PayloadTooLarge``).
         TransientError: storage could not be reached. Its subclasses: ``WorkInterrupted``,
             ffmpeg was stopped (our shutdown or a signal); ``ServiceFault``, the service's own
             trouble (disk full, output folder missing or unwritable, out of memory).
@@ -99,18 +120,22 @@ def extract_audio(
     ffmpeg = ffmpeg or binaries.find_ffmpeg()
     location = locate(source, network)
     if probed is None:
-        probed = probe(source, network=network, ffmpeg=ffmpeg)
+        probed = probe(source, network=network, ffmpeg=ffmpeg, headers=headers)
     else:
         check_accepted(probed)
-    codec_args, copied = _codec_args(bitrate, quality, copy_mp3, probed, default_bitrate)
+    check_duration(probed, max_duration)
+    codec_args, copied, kbps = _codec_args(bitrate, quality, copy_mp3, probed, default_bitrate)
     expected = probed.audio_duration or probed.duration
+    size_limit = output_size_limit(expected or max_duration, kbps)
 
     argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
-    argv += ["-progress", "pipe:1", *input_args(location, network)]
+    argv += ["-progress", "pipe:1", *input_args(location, network, headers)]
     argv += ["-map", "0:a:0", "-vn", "-sn", "-dn"]
     # Source tags and chapters can carry personal data (GPS, names); the MP3 gets only our title.
     argv += ["-map_metadata", "-1", "-map_chapters", "-1", *codec_args]
     argv += ["-id3v2_version", "3", "-metadata", f"title={title.replace(chr(0), '')}"]
+    # A container may state any duration (or none): these two stop ffmpeg whatever it says.
+    argv += ["-t", f"{max_duration + CUT_SLACK_SECONDS:.3f}", "-fs", str(size_limit)]
     argv += ["-f", "mp3", "-y", out_path]
 
     succeeded = False
@@ -124,7 +149,14 @@ def extract_audio(
             raise fault
         if returncode != 0:
             raise failure(child.tail, location, what="convert", output=out_path)
+        _check_bounds(out_path, size_limit, expected)
         result = _verify(out_path, expected, copied, ffmpeg)
+        if ran_past(result.duration, max_duration):
+            raise MediaTooLong(
+                f"the audio runs past {describe_duration(max_duration)}, the longest converted, "
+                f"though the file said {_stated(expected)} (converting stopped at "
+                f"{describe_duration(result.duration)}); upload a shorter file"
+            )
         succeeded = True
     finally:
         if not succeeded:
@@ -140,14 +172,38 @@ def _codec_args(
     copy_mp3: bool,
     probed: Probe,
     default_bitrate: str,
-) -> tuple[list[str], bool]:
+) -> tuple[list[str], bool, int]:
+    """ffmpeg's codec arguments, whether the frames are copied, and the peak kbit/s."""
     if quality is not None:
-        return ["-c:a", "libmp3lame", "-q:a", str(quality)], False
+        kbps = peak_kbps(bitrate=None, quality=quality)
+        return ["-c:a", "libmp3lame", "-q:a", str(quality)], False, kbps
     if bitrate is not None:
-        return ["-c:a", "libmp3lame", "-b:a", bitrate], False
+        return (
+            ["-c:a", "libmp3lame", "-b:a", bitrate],
+            False,
+            peak_kbps(bitrate=bitrate, quality=None),
+        )
     if copy_mp3 and probed.audio_codec == "mp3":
-        return ["-c:a", "copy"], True
-    return ["-c:a", "libmp3lame", "-b:a", default_bitrate], False
+        kbps = peak_kbps(bitrate=None, quality=None, copied_bps=probed.audio_bitrate)
+        return ["-c:a", "copy"], True, kbps
+    kbps = peak_kbps(bitrate=default_bitrate, quality=None)
+    return ["-c:a", "libmp3lame", "-b:a", default_bitrate], False, kbps
+
+
+def _stated(expected: float | None) -> str:
+    return describe_duration(expected) if expected is not None else "no duration"
+
+
+def _check_bounds(path: str, size_limit: int, expected: float | None) -> None:
+    """Fail a conversion that ``-fs`` cut: ffmpeg then ends normally, a little past the limit."""
+    with our_files("convert"):
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+    if size >= size_limit:
+        raise MediaTooLong(
+            f"the audio runs far longer than the file says ({_stated(expected)}): the MP3 "
+            f"passed {size_limit / 1_000_000:.1f} MB, the most that length needs; the file "
+            "may be damaged; save it again and upload the new file"
+        )
 
 
 def _follow_progress(

@@ -9,6 +9,7 @@ local files or reach the network on behalf of a file someone uploaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from vid2mp3.errors import NotFound, UnsupportedMedia
@@ -54,21 +55,42 @@ _NETWORK_PROTOCOLS = ("http", "https", "tcp", "tls")
 _NETWORK_TIMEOUT_US = 60_000_000
 
 
-def input_args(location: str, network: bool) -> list[str]:
+def input_args(location: str, network: bool, headers: Mapping[str, str] | None = None) -> list[str]:
     """The ffmpeg/ffprobe arguments that open ``location`` under the allow-lists.
 
     Args:
         location: what ``locate`` returned (an absolute path, or a URL when ``network``).
         network: also allow HTTP(S) and give up on a stalled connection.
+        headers: HTTP headers every request for ``location`` must carry (a presigned URL's
+            signed ``If-Match``); only with ``network``.
 
     Returns:
         The argument list, ending with ``-i location``.
+
+    Raises:
+        ValueError: a header has a line break (it would add headers of its own) or is given
+            without ``network``.
     """
     protocols = LOCAL_PROTOCOLS + (_NETWORK_PROTOCOLS if network else ())
     args = ["-protocol_whitelist", ",".join(protocols), "-format_whitelist", _FORMAT_WHITELIST]
     if network:
         args += ["-rw_timeout", str(_NETWORK_TIMEOUT_US)]
+    if headers:
+        if not network:
+            raise ValueError("HTTP headers need a network source")
+        args += ["-headers", _header_block(headers)]
     return [*args, "-i", location]
+
+
+def _header_block(headers: Mapping[str, str]) -> str:
+    # ffmpeg's http protocol sends this block verbatim with every request, range requests
+    # included, so a CR or LF inside a value would smuggle in a header of its own.
+    lines = []
+    for name, value in headers.items():
+        if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
+            raise ValueError(f"invalid HTTP header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines)
 
 
 def locate(source: str, network: bool) -> str:

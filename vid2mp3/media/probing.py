@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vid2mp3.errors import UnsupportedMedia
+from vid2mp3.errors import MediaTooLong, UnsupportedMedia
 from vid2mp3.media import binaries
 from vid2mp3.media.diagnosis import failure, format_refused
+from vid2mp3.media.encoding import describe_duration
 from vid2mp3.media.inputs import ALLOWED_FORMATS, input_args, locate
 from vid2mp3.media.process import Child
 
@@ -48,13 +50,20 @@ class Probe:
     has_video: bool
 
 
-def probe(source: str, *, network: bool = False, ffmpeg: str | None = None) -> Probe:
+def probe(
+    source: str,
+    *,
+    network: bool = False,
+    ffmpeg: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Probe:
     """Inspect ``source`` and check it is a container we accept with an audio track.
 
     Args:
         source: a local path, or an HTTP(S) URL when ``network`` is true.
         network: allow reading ``source`` over HTTP(S) (a presigned URL).
         ffmpeg: the ffmpeg to use (its sibling ffprobe is preferred); found when None.
+        headers: HTTP headers every request must carry (``MediaSource.headers``).
 
     Returns:
         What the file holds.
@@ -70,9 +79,9 @@ def probe(source: str, *, network: bool = False, ffmpeg: str | None = None) -> P
     location = locate(source, network)
     ffprobe = binaries.find_ffprobe(ffmpeg)
     if ffprobe is not None:
-        found = _probe_with_ffprobe(ffprobe, location, network)
+        found = _probe_with_ffprobe(ffprobe, location, network, headers)
     else:
-        found = _probe_with_ffmpeg(ffmpeg, location, network)
+        found = _probe_with_ffmpeg(ffmpeg, location, network, headers)
     check_accepted(found)
     return found
 
@@ -91,9 +100,27 @@ def check_accepted(found: Probe) -> None:
         raise UnsupportedMedia("the video has no audio track")
 
 
-def _probe_with_ffprobe(ffprobe: str, location: str, network: bool) -> Probe:
+def check_duration(found: Probe, max_seconds: float) -> None:
+    """Refuse a probed file whose audio is longer than ``max_seconds``.
+
+    A file that states no duration passes here; ffmpeg's ``-t`` bounds it while converting.
+
+    Raises:
+        MediaTooLong: naming the file's duration and the limit.
+    """
+    stated = found.audio_duration or found.duration
+    if stated is not None and stated > max_seconds:
+        raise MediaTooLong(
+            f"the audio is {describe_duration(stated)} long; files up to "
+            f"{describe_duration(max_seconds)} are converted; upload a shorter file"
+        )
+
+
+def _probe_with_ffprobe(
+    ffprobe: str, location: str, network: bool, headers: Mapping[str, str] | None
+) -> Probe:
     argv = [ffprobe, "-v", "error", "-hide_banner", "-print_format", "json"]
-    argv += ["-show_entries", _PROBE_ENTRIES, *input_args(location, network)]
+    argv += ["-show_entries", _PROBE_ENTRIES, *input_args(location, network, headers)]
     with Child(argv) as child:
         out = child.read_stdout(_MAX_PROBE_JSON + 1)
         if len(out) > _MAX_PROBE_JSON:
@@ -134,9 +161,11 @@ _STREAM_RE = re.compile(
 _KBPS_RE = re.compile(r"(\d+) kb/s")
 
 
-def _probe_with_ffmpeg(ffmpeg: str, location: str, network: bool) -> Probe:
+def _probe_with_ffmpeg(
+    ffmpeg: str, location: str, network: bool, headers: Mapping[str, str] | None
+) -> Probe:
     """ffprobe is missing (imageio-ffmpeg ships only ffmpeg): parse ``ffmpeg -i``'s report."""
-    argv = [ffmpeg, "-nostdin", "-hide_banner", *input_args(location, network)]
+    argv = [ffmpeg, "-nostdin", "-hide_banner", *input_args(location, network, headers)]
 
     def keep(line: str) -> bool:
         return bool(_INPUT_RE.match(line) or _DURATION_RE.match(line) or _STREAM_RE.match(line))

@@ -62,7 +62,7 @@ class OutboxRelay:
                 jobs.fail(self.services, step.job_id, stage=step.step, reason=reason)
                 continue
             try:
-                self.services.sink.publish(step.event)
+                self.services.publish(step.event)
             except TransientError as exc:
                 # Reserved for a lease period already: the next round after it tries again.
                 log.warning(

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from vid2mp3 import private_files
 from vid2mp3.errors import ConfigError, InvalidInput, NotFound, TransientError
 from vid2mp3.ports import MediaSource, iter_chunks
 from vid2mp3.storage.files import stream_file
@@ -124,8 +125,9 @@ class GridFSBlobStore:
                     grid_in.write(chunk)
                 grid_in.close()
             except BaseException:
-                # Chunks written so far would stay orphaned; a failing abort only leaves garbage,
-                # it must not hide why the upload failed.
+                # Chunks written so far would stay orphaned (an upload refused past its limit
+                # leaves nothing behind); a failing abort only leaves garbage, it must not hide
+                # why the upload failed.
                 with contextlib.suppress(Exception):
                     grid_in.abort()
                 raise
@@ -187,7 +189,7 @@ class GridFSBlobStore:
             tempfile.TemporaryDirectory(prefix="vid2mp3-gridfs-", dir=self.temp_dir) as tmp,
         ):
             path = os.path.join(tmp, "source" + (suffix.group(0) if suffix else ""))
-            with open(path, "wb") as copy, _reachable():
+            with os.fdopen(private_files.create_file(path), "wb") as copy, _reachable():
                 shutil.copyfileobj(source, copy, CHUNK)
             log.debug("gridfs object copied for ffmpeg", extra={"key": key})
             yield MediaSource(path)
@@ -202,3 +204,7 @@ class GridFSBlobStore:
                 summaries.replace_one({"job_id": document["job_id"]}, document, upsert=True)
             else:
                 summaries.insert_one(document)
+
+    def forget_summary(self, job_id: str) -> None:
+        with _reachable():
+            self.database[SUMMARIES].delete_many({"job_id": job_id})

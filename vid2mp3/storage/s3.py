@@ -25,6 +25,14 @@ from a presigned GET and seeks with range requests, so even an MP4 with its inde
 read without a full download and no temp file is ever used. The MP3 goes up as a streaming
 multipart upload holding one part in memory at a time.
 
+A presigned URL cannot be revoked: the PUT still works after ``complete`` and after the job is
+deleted, until it expires (``UPLOAD_URL_TTL``). So ``complete`` records the object it checked
+(``stored_object``: ETag, and VersionId on a versioned bucket) and the converter reads only that
+(``pinned_source``: the presigned GET signs ``If-Match``, which ffmpeg sends with every range
+request, and carries ``versionId``); a replaced object fails the job as the owner's doing.
+Deleting a job removes every version under its prefixes and aborts its multipart uploads
+(``delete_prefix``), which also kills the part URLs handed out for them.
+
 Object metadata values are percent-encoded (S3 sends metadata as HTTP headers, which only carry
 ASCII) and decoded by ``metadata()``.
 """
@@ -44,8 +52,16 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from vid2mp3.config import read_secret
-from vid2mp3.errors import ConfigError, Conflict, InvalidInput, NotFound, TransientError
-from vid2mp3.ports import MediaSource, UploadTarget
+from vid2mp3.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SourceChanged,
+    TransientError,
+    Vid2mp3Error,
+)
+from vid2mp3.ports import MediaSource, StoredObject, UploadTarget
 from vid2mp3.storage.files import stream_file
 
 log = logging.getLogger(__name__)
@@ -63,7 +79,11 @@ ABANDONED_UPLOAD_DAYS = 2
 # Every printable ASCII character except the escape itself and the quotes, so typical values
 # (ids, keys with slashes) stay readable in the S3 console.
 _METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in '%"\\')
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+_PRECONDITION_FAILED = frozenset({"412", "PreconditionFailed"})
+# S3-compatible servers without object versions answer ListObjectVersions with one of these.
+_NO_VERSIONS = frozenset({"NotImplemented", "501", "MethodNotAllowed"})
+CHANGED_AFTER_CHECK = "the upload changed after it was checked; upload it again"
 _NO_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})
 _RETRYABLE = frozenset(
     {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
@@ -407,6 +427,18 @@ class S3BlobStore:
         head = self._head(key)
         return None if head is None else int(head["ContentLength"])
 
+    def stored_object(self, key: str) -> StoredObject | None:
+        """Size, ETag and (versioned bucket) VersionId of ``key`` from one HEAD, so the size
+        ``complete`` checks and the identity it records belong to the same object."""
+        head = self._head(key)
+        if head is None:
+            return None
+        return StoredObject(
+            size=int(head["ContentLength"]),
+            etag=str(head["ETag"]),
+            version_id=head.get("VersionId") or None,
+        )
+
     def metadata(self, key: str) -> dict[str, str] | None:
         """The metadata stored with ``key`` (plus ``content_type``), or ``None`` if missing.
         An object uploaded by a client through a presigned URL has only ``content_type``."""
@@ -424,6 +456,44 @@ class S3BlobStore:
             self._client.delete_object(Bucket=self.bucket, Key=key)
             for upload in self._pending_uploads(key):
                 self._abort(key, upload["UploadId"])
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Abort every multipart upload under ``prefix`` (their part URLs then answer
+        NoSuchUpload) and remove every object under it: each version and delete marker on a
+        versioned bucket, where a plain delete would only hide the data."""
+        self._check(prefix)
+        with _reachable():
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for upload in (u for page in pages for u in page.get("Uploads", [])):
+                self._abort(upload["Key"], upload["UploadId"])
+            for key, version_id in self._everything_under(prefix):
+                options = {"VersionId": version_id} if version_id else {}
+                self._client.delete_object(Bucket=self.bucket, Key=key, **options)
+        log.info("prefix deleted", extra={"prefix": prefix})
+
+    def _everything_under(self, prefix: str) -> list[tuple[str, str | None]]:
+        """(key, version id) of each version and delete marker under ``prefix``; (key, None)
+        for each object where the server keeps no versions."""
+        from botocore.exceptions import ClientError
+
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            return [
+                (entry["Key"], entry.get("VersionId"))
+                for page in pages
+                for entry in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            ]
+        except ClientError as exc:
+            if _code(exc) not in _NO_VERSIONS:
+                raise
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return [(entry["Key"], None) for page in pages for entry in page.get("Contents", [])]
 
     # --- bytes around us ----------------------------------------------------------------------
 
@@ -444,6 +514,53 @@ class S3BlobStore:
             ExpiresIn=self.source_url_ttl,
         )
         yield MediaSource(url, network=True)
+
+    @contextmanager
+    def pinned_source(self, key: str, expected: StoredObject) -> Iterator[MediaSource]:
+        """A presigned GET of exactly ``expected``: its signed ``If-Match`` goes with every
+        request ffmpeg makes (``MediaSource.headers``), and its ``versionId`` too when the
+        bucket keeps versions (then a later PUT makes a new version and this one still reads).
+
+        Raises ``SourceChanged`` when ``key`` holds another object: on entry, or in place of
+        the error the block raised once a second look shows the object changed (ffmpeg only
+        reports an anonymous 4xx, or a short read when the swap came mid-file). ``NotFound``
+        when it is gone.
+        """
+        self._require(key, expected)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "IfMatch": expected.etag}
+        if expected.version_id:
+            params["VersionId"] = expected.version_id
+        url = self._client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=self.source_url_ttl
+        )
+        try:
+            yield MediaSource(url, network=True, headers={"If-Match": expected.etag})
+        except SourceChanged:
+            raise
+        except Vid2mp3Error as exc:
+            try:
+                self._require(key, expected)
+            except (SourceChanged, NotFound) as changed:
+                raise changed from exc
+            except Vid2mp3Error:
+                pass  # S3 unreachable for the second look: the block's own error stands
+            raise
+
+    def _require(self, key: str, expected: StoredObject) -> None:
+        from botocore.exceptions import ClientError
+
+        options: dict[str, Any] = {"IfMatch": expected.etag}
+        if expected.version_id:
+            options["VersionId"] = expected.version_id
+        with _reachable():
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=self._check(key), **options)
+            except ClientError as exc:
+                if _code(exc) in _PRECONDITION_FAILED:
+                    raise SourceChanged(CHANGED_AFTER_CHECK) from None
+                if _code(exc) in _MISSING:
+                    raise NotFound(f"no stored object {key!r}") from None
+                raise
 
     def upload_target(
         self, key: str, *, size: int, content_type: str, expires_in: int
