@@ -25,7 +25,8 @@ class OutboxMailer:
         # Cut so the name stays within 255 bytes: an address may be 254 characters long.
         to = re.sub(r"[^A-Za-z0-9@._-]", "_", message["To"] or "unknown")[:200]
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{to}-{uuid.uuid4().hex[:8]}.eml"
-        tmp = self.folder / f".{name}"
+        # Not named *.eml until whole: whoever watches the folder sees only complete messages.
+        tmp = self.folder / f".{name}.part"
         try:
             private_files.make_dirs(self.folder)
             with os.fdopen(private_files.create_file(tmp), "wb") as out:
