@@ -6,14 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vid2mp3 import media
+from vid2mp3 import media, private_files
 
 
 def make_sample(out: Path, seconds: int = 30) -> Path:
     """Write an H.264/AAC MP4 of ``seconds`` to ``out`` (kept if it already exists)."""
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # ./run demo writes it into VID2MP3_HOME, which may not exist yet: made private, as the
+    # service would make it.
+    private_files.make_dirs(out.parent)
     ffmpeg = media.find_ffmpeg()
     subprocess.run(
         [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
