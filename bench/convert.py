@@ -16,14 +16,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
+from measuring import measure
 
 from vid2mp3 import media
-
-SAMPLE_EVERY = 0.01
 
 
 def make_input(path: Path, minutes: float, ffmpeg: str) -> Path:
@@ -39,24 +36,6 @@ def make_input(path: Path, minutes: float, ffmpeg: str) -> Path:
         check=True,
     )  # fmt: skip
     return path
-
-
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) summed over the process and its children."""
-    start = time.perf_counter()
-    proc = psutil.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(SAMPLE_EVERY)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, peak
 
 
 def main() -> None:
@@ -85,7 +64,7 @@ def main() -> None:
 
     def ours(src: Path) -> tuple[float, int]:
         return measure([vid2mp3, "convert", str(src), "-o", str(work / "ours.mp3"),
-                        "--bitrate", "128k", "--no-progress"], env)  # fmt: skip
+                        "--bitrate", "128k", "--no-progress", "--force"], env)  # fmt: skip
 
     def bare(src: Path) -> tuple[float, int]:
         return measure([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(src), "-vn",

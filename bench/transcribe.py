@@ -37,12 +37,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from measuring import measure
 
 from vid2mp3 import media
 from vid2mp3.speech.whisper_local import usable_cores
 
-SAMPLE_EVERY = 0.01
 CONFIGS = ("defaults", "greedy", "batched", "ours", "ours+words")
 TARGET_RTF = 20.0
 TARGET_WER = 0.10
@@ -143,24 +142,6 @@ def make_speech(work: Path, ffmpeg: str) -> tuple[Path, Path]:
     wav = work / "speech.wav"
     subprocess.run([espeak, "-v", "en-us", "-f", str(text), "-w", str(wav)], check=True)
     return wav, work / "speech.mp3"
-
-
-def measure(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) summed over the process and its children."""
-    start = time.perf_counter()
-    proc = psutil.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(SAMPLE_EVERY)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, peak
 
 
 def convert(ffmpeg: str, wav: Path, mp3: Path) -> tuple[float, int]:
