@@ -78,7 +78,8 @@ def test_output_naming_an_existing_folder_puts_the_mp3_inside(tmp_path: Path, ta
     done = convert(tmp_path / "home", str(talk), "-o", str(folder), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert MP3(folder / "talk.mp3").info.length > 3
-    assert [p.name for p in folder.iterdir()] == ["talk.mp3"]  # nothing else, no .part
+    # The MP3 and the default transcripts beside it; nothing else, no .part.
+    assert sorted(p.name for p in folder.iterdir()) == ["talk.mp3", "talk.srt", "talk.txt"]
 
 
 def test_an_existing_mp3_is_kept_unless_forced(tmp_path: Path, talk: Path) -> None:
@@ -212,7 +213,7 @@ def test_ctrl_c_while_writing_removes_the_part_file_and_a_second_run_works(
     # The same process again: the stop requested by the first run must not refuse this one.
     assert cli.main(["convert", str(talk), "-o", str(out), "--no-progress"]) == 0
     assert MP3(out).info.length > 3
-    assert [p.name for p in out.parent.iterdir()] == ["talk.mp3"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["talk.mp3", "talk.srt", "talk.txt"]
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------

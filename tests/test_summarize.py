@@ -1,5 +1,6 @@
-"""The summarize step through the real ``openai`` client, over HTTP, against a fake
-OpenAI-compatible server on 127.0.0.1 (tests/fixtures/fake_openai.py)."""
+"""The OpenAI-compatible path (``TRANSCRIBER=openai``: the transcribe step, then the summarize
+step) through the real ``openai`` client, over HTTP, against a fake OpenAI-compatible server on
+127.0.0.1 (tests/fixtures/fake_openai.py)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from tests.fixtures.fake_openai import (  # noqa: F401 (fixture)
 )
 from vid2mp3 import bootstrap, events, media, summaries, users
 from vid2mp3.ai import openai as openai_adapter
+from vid2mp3.ai import openai_transcriber
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.model import Job, JobState
 from vid2mp3.services import Services
+from vid2mp3.speech import formats
 
 API_LIMIT = 25 * 1000 * 1000
 
@@ -44,6 +47,7 @@ def services(
         "OPENAI_API_KEY": "test-key",
         "TRANSCRIBE_MODEL": "test-whisper",
         "SUMMARY_MODEL": "test-summarizer",
+        "TRANSCRIBER": "openai",
         "AI_TIMEOUT": "5",
         **getattr(request, "param", {}),
     }
@@ -145,7 +149,20 @@ def summarize(mp3: Callable[[str], Path], apps: dict[str, Any], services: Servic
 
 
 def deliver(apps: dict[str, Any], event: events.Event) -> int:
-    response = apps["summarize"].test_client().post("/", **binary_event(event))
+    """``audio.converted`` to transcribe, then the ``audio.transcribed`` it announced (the
+    last one for the job) to summarize, as the bus would; the first answer that is not 200,
+    else summarize's."""
+    response = apps["transcribe"].test_client().post("/", **binary_event(event))
+    if response.status_code != 200:
+        return int(response.status_code)
+    sink = bootstrap.services().sink
+    assert isinstance(sink, MemoryBus)
+    transcribed = [
+        e
+        for e in sink.published
+        if e.type == events.AUDIO_TRANSCRIBED and e.subject == event.subject
+    ]
+    response = apps["summarize"].test_client().post("/", **binary_event(transcribed[-1]))
     return int(response.status_code)
 
 
@@ -163,11 +180,11 @@ def summarized(services: Services) -> list[events.Event]:
 
 
 def stored_transcript(services: Services, event: events.Event) -> str | None:
-    key = f"transcripts/{event.subject}.txt"  # Job.transcript_key
+    key = f"transcripts/{event.subject}.json"  # Job.transcript_key
     if services.store.size(key) is None:
         return None
     with services.store.open(key) as f:
-        return f.read().decode()
+        return formats.from_json(f.read()).text
 
 
 def test_pipeline_summarizes_stores_and_emails(
@@ -203,9 +220,9 @@ def test_pipeline_summarizes_stores_and_emails(
     with services.uow() as uow:
         row = uow.jobs.get(job_id)
     assert row is not None
-    assert (row.transcribe_model, row.summary_model) == ("test-whisper", "test-summarizer")
+    assert (row.transcribe_model, row.summary_model) == ("openai test-whisper", "test-summarizer")
     with services.store.open(row.transcript_key) as f:
-        assert f.read() == b"Part 1 is spoken."
+        assert formats.from_json(f.read()).text == "Part 1 is spoken."
 
     [done] = [e for e in bus.published if e.type == events.AUDIO_SUMMARIZED]
     assert done.data["summary_status"] == "done" and done.data["category"] == "Greetings"
@@ -252,7 +269,7 @@ def test_a_lower_limit_gives_more_pieces_each_within_it(
 ) -> None:
     chunk = mp3("chunk")
     limit = chunk.stat().st_size // 5
-    monkeypatch.setattr(summaries, "TRANSCRIBE_UPLOAD_LIMIT", limit)
+    monkeypatch.setattr(openai_transcriber, "UPLOAD_LIMIT", limit)
     event = converted_job(services, chunk)
     assert deliver(apps, event) == 200
 
@@ -350,8 +367,11 @@ def test_errors_that_retrying_cannot_fix_fail_at_once(
     assert len(fake_openai.received(TRANSCRIPTIONS)) == 1
     assert fake_openai.received(CHAT) == []
     job = job_of(services, event)
-    assert job.summary_status == "failed"
-    assert words in (job.summary_reason or "")
+    assert (job.state, job.transcript_status) == (JobState.COMPLETED, "failed")
+    assert words in (job.transcript_reason or "")
+    # No transcript, no summary: said so, with the transcript's reason.
+    assert job.summary_status == "skipped"
+    assert job.transcript_reason and job.transcript_reason in (job.summary_reason or "")
 
 
 def test_a_body_that_is_not_json_fails_with_a_reason(
@@ -407,7 +427,7 @@ def test_json_in_a_code_fence_is_accepted(
     assert (job.summary, job.category) == ("It hums. Only that.", "tones")
 
 
-@with_settings(OPENAI_BASE_URL="", OPENAI_API_KEY="")
+@with_settings(OPENAI_BASE_URL="", OPENAI_API_KEY="", TRANSCRIBER="off")
 def test_without_an_ai_endpoint_the_summary_is_skipped(
     summarize: Summarize,
     services: Services,
@@ -487,9 +507,9 @@ def test_an_unreachable_service_fails_the_summary_with_a_reason(
     event = summarize()
 
     job = job_of(services, event)
-    assert job.summary_status == "failed"
-    assert "could not be reached (after 2 attempts)" in (job.summary_reason or "")
-    assert "test-key" not in (job.summary_reason or "")
+    assert (job.transcript_status, job.summary_status) == ("failed", "skipped")
+    assert "could not be reached (after 2 attempts)" in (job.transcript_reason or "")
+    assert "test-key" not in (job.transcript_reason or "")
 
 
 def test_a_store_with_a_summaries_collection_gets_the_seed_document(
@@ -500,7 +520,10 @@ def test_a_store_with_a_summaries_collection_gets_the_seed_document(
 ) -> None:
     store = RecordingStore(tmp_path / "blobs")
     config = make_config(
-        tmp_path / "home", OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="k"
+        tmp_path / "home",
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_API_KEY="k",
+        TRANSCRIBER="openai",
     )
     svc = bootstrap.build(config, store=store, archive=store)
     bootstrap.install(svc)

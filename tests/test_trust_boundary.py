@@ -212,7 +212,8 @@ def _user_id(stack: Stack, token: str) -> str:
     ("path", "event_type"),
     [
         ("convert", events.VIDEO_UPLOADED),
-        ("summarize", events.AUDIO_CONVERTED),
+        ("transcribe", events.AUDIO_CONVERTED),
+        ("summarize", events.AUDIO_TRANSCRIBED),
         ("notify", events.JOB_FAILED),
         ("dead-letter/convert", events.VIDEO_UPLOADED),
         ("dead-letter/notify", events.JOB_FAILED),

@@ -21,6 +21,7 @@ from vid2mp3.db.database import Database
 from vid2mp3.errors import ConfigError
 from vid2mp3.ports import BlobStore, DirectTransfer, EventSink, Mailer, Summarizer, SummaryArchive
 from vid2mp3.services import Services
+from vid2mp3.speech.port import Transcriber
 
 if TYPE_CHECKING:
     from vid2mp3.bus.memory import MemoryBus
@@ -116,10 +117,48 @@ def make_summarizer(config: Config) -> Summarizer | None:
     return OpenAISummarizer(config)
 
 
+def transcriber_choice(config: Config) -> str:
+    """``local``, ``openai`` or ``off``: ``TRANSCRIBER``, else local when the speech extra is
+    installed, else openai when an AI endpoint is configured, else off."""
+    from vid2mp3 import speech
+
+    if config.transcriber:
+        return config.transcriber
+    if speech.local_available():
+        return "local"
+    if config.openai_base_url or config.openai_api_key:
+        return "openai"
+    return "off"
+
+
+def make_transcriber(config: Config) -> Transcriber | None:
+    """The ``Transcriber`` of ``transcriber_choice``; ``None`` when transcription is off."""
+    choice = transcriber_choice(config)
+    if choice == "local":
+        from vid2mp3 import speech
+
+        if not speech.local_available():
+            raise ConfigError(
+                "TRANSCRIBER=local needs the speech extra; install it with: "
+                "pip install 'vid2mp3[speech]'"
+            )
+        from vid2mp3.speech import models
+        from vid2mp3.speech.whisper_local import WhisperLocal
+
+        return WhisperLocal(config.whisper_model, models_dir=models.models_dir(config.home))
+    if choice == "openai":
+        from vid2mp3.ai.openai import OpenAISummarizer
+        from vid2mp3.ai.openai_transcriber import OpenAITranscriber
+
+        client = OpenAISummarizer(config)
+        return OpenAITranscriber(client, ffmpeg_binary=config.ffmpeg_binary)
+    return None
+
+
 def build(config: Config | None = None, **overrides: object) -> Services:
     """Wire a ``Services`` from ``config`` (default: the environment); ``overrides`` replace
     any port by name (``db``, ``store``, ``direct``, ``archive``, ``sink``, ``mailer_factory``,
-    ``summarizer_factory``)."""
+    ``summarizer_factory``, ``transcriber_factory``)."""
     from vid2mp3.db.migrations import migrate
 
     config = config or Config.from_env()
@@ -137,6 +176,8 @@ def build(config: Config | None = None, **overrides: object) -> Services:
         mailer_factory=overrides.pop("mailer_factory", None) or (lambda: make_mailer(config)),  # type: ignore[arg-type]
         summarizer_factory=overrides.pop("summarizer_factory", None)  # type: ignore[arg-type]
         or (lambda: make_summarizer(config)),
+        transcriber_factory=overrides.pop("transcriber_factory", None)  # type: ignore[arg-type]
+        or (lambda: make_transcriber(config)),
     )
     if overrides:
         raise TypeError(f"unknown overrides: {sorted(overrides)}")

@@ -25,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     convert = commands.add_parser(
         "convert",
         help="convert one video to MP3 through the functions, on this machine",
-        description="Runs VIDEO through upload-init, jobs, convert, summarize and notify "
-        "(the same functions production runs), then writes the MP3.",
+        description="Runs VIDEO through upload-init, jobs, convert, transcribe, summarize and "
+        "notify (the same functions production runs), then writes the MP3 and, next to it, the "
+        "transcript.",
     )
     convert.add_argument("video", help="the video (or audio) file to convert")
     convert.add_argument(
@@ -49,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
         help="VBR quality, 0 best, 9 smallest",
     )
     convert.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    convert.add_argument(
+        "--transcript",
+        default="txt,srt",
+        metavar="FORMATS",
+        help="transcript files to write next to the MP3, of txt, srt, vtt, json (default txt,srt)",
+    )
+    convert.add_argument(
+        "--no-transcript", action="store_true", help="do not transcribe (and write no transcript)"
+    )
+    convert.add_argument("--language", help="the language spoken (en, de, ...); default: detected")
 
     up = commands.add_parser(
         "up",
@@ -136,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
             quality=args.quality,
             progress=not args.no_progress,
             force=args.force,
+            transcript=None if args.no_transcript else args.transcript,
+            language=args.language,
         )
     if args.command == "up":
         from vid2mp3.local.server import run_up

@@ -18,6 +18,8 @@ from vid2mp3.errors import ConfigError
 
 GIB = 1024**3
 MIB = 1024**2
+#: What ``TRANSCRIBER`` may name (empty: chosen by what is installed and configured).
+TRANSCRIBERS = ("local", "openai", "off")
 
 
 def read_secret(env: Mapping[str, str], key: str) -> str:
@@ -81,6 +83,14 @@ def _flag(env: Mapping[str, str], key: str) -> bool:
     return env.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(env: Mapping[str, str], key: str, allowed: tuple[str, ...]) -> str:
+    """``key``'s value, one of ``allowed`` or empty (the default)."""
+    value = env.get(key, "").strip().lower()
+    if value and value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)} (or unset), not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """The settings of one process. Build with ``Config.from_env()``; never mutated."""
@@ -97,6 +107,11 @@ class Config:
     openai_api_key: str = field(default="", repr=False)
     transcribe_model: str = "whisper-1"
     summary_model: str = "gpt-4o-mini"
+    # Who transcribes: "local" (faster-whisper), "openai" (TRANSCRIBE_MODEL at OPENAI_BASE_URL),
+    # "off"; empty picks local when the speech extra is installed, else openai when configured.
+    transcriber: str = ""
+    # The local model: a size (tiny, base, small, ...) or a model folder (docs/speech.md).
+    whisper_model: str = "base"
     ai_timeout: float = 120.0
     ai_max_chars: int = 48_000
     ffmpeg_binary: str = ""
@@ -162,6 +177,8 @@ class Config:
             openai_api_key=read_secret(env, "OPENAI_API_KEY"),
             transcribe_model=env.get("TRANSCRIBE_MODEL") or "whisper-1",
             summary_model=env.get("SUMMARY_MODEL") or "gpt-4o-mini",
+            transcriber=_choice(env, "TRANSCRIBER", TRANSCRIBERS),
+            whisper_model=env.get("WHISPER_MODEL", "").strip() or "base",
             ai_timeout=_float(env, "AI_TIMEOUT", 120.0),
             ai_max_chars=_int(env, "AI_MAX_CHARS", 48_000),
             ffmpeg_binary=env.get("FFMPEG_BINARY", ""),

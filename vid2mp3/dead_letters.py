@@ -4,6 +4,8 @@ One policy per function (``POLICIES``), so nothing stays in progress forever:
 
 - ``convert``: the job fails, with a reason that puts the fault on the service (a file the
   service could read but not convert fails earlier, with a reason about the file);
+- ``transcribe``: the MP3 exists, so the transcript ends ``failed`` and ``audio.transcribed``
+  is announced, for ``summarize`` to complete the job;
 - ``summarize``: the MP3 exists, so the job completes with ``summary_status=failed``;
 - ``notify``: the job is fine; only a message was lost, which is logged for an operator.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from vid2mp3 import conversion, events, jobs, summaries
+from vid2mp3 import conversion, events, jobs, summaries, transcription
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.model import FINAL_STATES, Job, JobState, SummaryStatus
 from vid2mp3.services import Services
@@ -28,6 +30,7 @@ CONVERT_GAVE_UP = (
     "not with your file); please try again later"
 )
 SUMMARY_GAVE_UP = "the summary step kept failing"
+TRANSCRIPT_GAVE_UP = "the transcription step kept failing"
 
 
 def _convert(services: Services, job: Job) -> str:
@@ -42,6 +45,27 @@ def _convert(services: Services, job: Job) -> str:
     outcome = services.atomically(settle)
     if outcome == "failed":
         services.publish_outbox(job.id)  # the job.failed it announced
+    return outcome
+
+
+def _transcribe(services: Services, job: Job) -> str:
+    result = transcription.failed_result(services, job, TRANSCRIPT_GAVE_UP)
+
+    def settle(uow: UnitOfWork) -> str:
+        if uow.leases.held(job.id, transcription.CONSUMER):
+            return "left to the live worker transcribing it"
+        current = uow.jobs.get(job.id)
+        waiting = current is not None and transcription.STEP.waits(current)
+        changed = waiting and uow.jobs.update(job.id, only_in=result.only_in, **result.changes)
+        if changed and result.announce is not None:
+            events.validate(result.announce)
+            uow.outbox.add(result.announce, job.id)
+        uow.leases.drop(job.id, transcription.CONSUMER)
+        return "transcript failed" if changed else "nothing to do"
+
+    outcome = services.atomically(settle)
+    if outcome == "transcript failed":
+        services.publish_outbox(job.id)  # the audio.transcribed it announced
     return outcome
 
 
@@ -70,6 +94,7 @@ def _notify(services: Services, job: Job) -> str:
 #: Function that kept failing → how its job is settled.
 POLICIES: dict[str, Callable[[Services, Job], str]] = {
     "convert": _convert,
+    "transcribe": _transcribe,
     "summarize": _summarize,
     "notify": _notify,
 }

@@ -20,9 +20,10 @@ from vid2mp3.errors import InvalidInput
 
 VIDEO_UPLOADED = "io.vid2mp3.video.uploaded"
 AUDIO_CONVERTED = "io.vid2mp3.audio.converted"
+AUDIO_TRANSCRIBED = "io.vid2mp3.audio.transcribed"
 AUDIO_SUMMARIZED = "io.vid2mp3.audio.summarized"
 JOB_FAILED = "io.vid2mp3.job.failed"
-EVENT_TYPES = (VIDEO_UPLOADED, AUDIO_CONVERTED, AUDIO_SUMMARIZED, JOB_FAILED)
+EVENT_TYPES = (VIDEO_UPLOADED, AUDIO_CONVERTED, AUDIO_TRANSCRIBED, AUDIO_SUMMARIZED, JOB_FAILED)
 
 SPEC_VERSION = "1.0"
 #: The CloudEvent extension attribute carrying the publisher's signature

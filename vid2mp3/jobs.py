@@ -91,7 +91,7 @@ def delete(services: Services, job_id: str, user_id: str) -> None:
     job = owned(services, job_id, user_id)
     if job.state in (JobState.UPLOADED, JobState.CONVERTING, JobState.CONVERTED):
         raise Conflict(f"the job is {job.state}; delete it once it has finished")
-    for key in (job.video_key, job.mp3_key, job.transcript_key):
+    for key in (job.video_key, job.mp3_key, job.transcript_key, job.legacy_transcript_key):
         if key:
             services.store.delete(key)
     if services.direct is not None:

@@ -20,6 +20,12 @@ class JobState(StrEnum):
 FINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
 
 
+class TranscriptStatus(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 class SummaryStatus(StrEnum):
     PENDING = "pending"
     DONE = "done"
@@ -40,17 +46,22 @@ class User:
 
 @dataclass(frozen=True)
 class ConversionOptions:
-    """What the user asked for; empty means the service default (192k CBR, MP3 copied as is)."""
+    """What the user asked for; empty means the service default (192k CBR, MP3 copied as is,
+    the language detected)."""
 
     bitrate: str | None = None
     quality: int | None = None
+    #: The language the transcriber is told the speech is in (a Whisper code); None detects it.
+    language: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ConversionOptions:
-        return cls(bitrate=raw.get("bitrate"), quality=raw.get("quality"))
+        return cls(
+            bitrate=raw.get("bitrate"), quality=raw.get("quality"), language=raw.get("language")
+        )
 
 
 @dataclass(frozen=True)
@@ -83,17 +94,27 @@ class Job:
     # so the converter reads exactly that object. None where bytes pass through the functions.
     video_etag: str | None = None
     video_version: str | None = None
+    #: What the transcribe step made of the MP3 (``TranscriptStatus``; None before it ran).
+    transcript_status: str | None = None
+    #: The transcript's language (ISO 639-1), forced or detected; None without speech.
+    language: str | None = None
+    transcript_reason: str | None = None
 
     @property
     def transcript_key(self) -> str:
-        """Where the job's full transcript is stored (a blob)."""
+        """Where the job's transcript is stored (a blob: ``speech.formats.to_json``)."""
+        return f"transcripts/{self.id}.json"
+
+    @property
+    def legacy_transcript_key(self) -> str:
+        """Where jobs summarized before the transcribe step kept their transcript (text)."""
         return f"transcripts/{self.id}.txt"
 
     @property
     def storage_prefixes(self) -> tuple[str, ...]:
         """Every key stored for this job starts with one of these (source, MP3, transcript);
         job ids are UUIDs, so no other job's key does."""
-        return (f"videos/{self.id}/", f"mp3/{self.id}/", self.transcript_key)
+        return (f"videos/{self.id}/", f"mp3/{self.id}/", f"transcripts/{self.id}.")
 
     @property
     def mp3_filename(self) -> str:
@@ -121,6 +142,9 @@ class Job:
                 if self.mp3_key
                 else None
             ),
+            "transcript_status": self.transcript_status,
+            "language": self.language,
+            "transcript_reason": self.transcript_reason,
             "summary_status": self.summary_status,
             "summary": self.summary,
             "category": self.category,

@@ -166,8 +166,9 @@ class Summarizer(Protocol):
     transcribe_model: str
     summary_model: str
 
-    def transcribe(self, audio_path: str) -> str:
-        """The words spoken in the audio file at ``audio_path`` (within the upload limit)."""
+    def transcribe(self, audio_path: str, *, language: str | None = None) -> str:
+        """The words spoken in the audio file at ``audio_path`` (within the upload limit);
+        ``language`` forces the language (ISO 639-1)."""
         ...
 
     def summarize(self, transcript: str, *, instructions: str) -> str:

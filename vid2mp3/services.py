@@ -13,6 +13,7 @@ from vid2mp3.db.database import Database
 from vid2mp3.db.unit_of_work import UnitOfWork, transaction
 from vid2mp3.errors import TransientError
 from vid2mp3.ports import BlobStore, DirectTransfer, EventSink, Mailer, Summarizer, SummaryArchive
+from vid2mp3.speech.port import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Services:
     sink: EventSink
     mailer_factory: Callable[[], Mailer]
     summarizer_factory: Callable[[], Summarizer | None]
+    #: The transcriber ``TRANSCRIBER`` names; ``None`` when transcription is off.
+    transcriber_factory: Callable[[], Transcriber | None] = lambda: None
     #: Presigned browser uploads/downloads, when the store offers them (S3).
     direct: DirectTransfer | None = None
     #: A document archive of summaries beside the files, when the store keeps one (GridFS).
@@ -56,6 +59,12 @@ class Services:
         if "summarizer" not in self._cache:
             self._cache["summarizer"] = self.summarizer_factory()
         return self._cache["summarizer"]
+
+    @property
+    def transcriber(self) -> Transcriber | None:
+        if "transcriber" not in self._cache:
+            self._cache["transcriber"] = self.transcriber_factory()
+        return self._cache["transcriber"]
 
     def publish(self, event: events.Event) -> None:
         """Check, sign and publish ``event`` now; raises ``TransientError`` when the broker

@@ -1,34 +1,28 @@
 """The summarize step: what is said in the MP3, summarized; never fails the MP3 itself.
 
-The step runs through the handler skeleton (``vid2mp3.steps``): one worker at a time holds the
-job's ``summarize`` lease, so a duplicate or concurrent delivery never pays for a second
-transcription or chat request. The MP3 is copied from the blob store to a temporary folder in
-chunks, split with ffmpeg into pieces the transcription API accepts
-(``vid2mp3.media.split_for_upload``), and transcribed piece by piece, in order. The joined
-transcript is stored as the blob ``transcripts/<job_id>.txt`` before the summary is asked for,
-so a redelivered event reuses it instead of paying for a second transcription. The transcript,
-cut to ``AI_MAX_CHARS``, is then summarized as a JSON object ``{summary, category}`` that is
-checked before it is kept. Whatever the AI service does, after the client's own retries, the job
-completes: with ``summary_status`` ``done``, or ``failed``/``skipped`` and the reason.
+Triggered by ``audio.transcribed`` (``vid2mp3.transcription`` stored the transcript first). The
+step runs through the handler skeleton (``vid2mp3.steps``): one worker at a time holds the
+job's ``summarize`` lease, so a duplicate or concurrent delivery never pays for a second chat
+request. The stored transcript (JSON, read back as its text), cut to ``AI_MAX_CHARS``, is
+summarized as a JSON object ``{summary, category}`` that is checked before it is kept. Whatever
+the AI service does, after the client's own retries, the job completes: with
+``summary_status`` ``done``, or ``failed``/``skipped`` and the reason (no transcript, no AI
+endpoint, no speech).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-from vid2mp3 import events, media, steps
-from vid2mp3.errors import NotFound, TransientError, Vid2mp3Error
-from vid2mp3.model import Job, JobState, SummaryStatus
-from vid2mp3.ports import BlobStore, Summarizer, SummaryArchive
+from vid2mp3 import events, steps, transcription
+from vid2mp3.errors import InvalidInput, Vid2mp3Error
+from vid2mp3.model import Job, JobState, SummaryStatus, TranscriptStatus
+from vid2mp3.ports import SummaryArchive
 from vid2mp3.services import Services
 
 log = logging.getLogger(__name__)
@@ -40,11 +34,7 @@ NOT_CONFIGURED = (
     "OPENAI_BASE_URL and/or OPENAI_API_KEY)"
 )
 NO_SPEECH = "no speech was recognized in the audio"
-
-#: Largest file the transcription API takes in one request (OpenAI's limit is 25 MB). Read at
-#: call time, so tests can lower it instead of making huge files.
-TRANSCRIBE_UPLOAD_LIMIT = 25 * 1000 * 1000
-_COPY_CHUNK = 1024 * 1024
+NO_TRANSCRIPT = "there is no transcript to summarize ({reason})"
 
 MAX_SUMMARY_CHARS = 4000
 MAX_CATEGORY_WORDS = 3
@@ -77,7 +67,6 @@ class _Outcome:
     summary: str | None = None
     category: str | None = None
     context_truncated: bool | None = None
-    transcribe_model: str | None = None
     summary_model: str | None = None
 
     def event_data(self) -> dict[str, Any]:
@@ -98,9 +87,9 @@ def _waits(job: Job) -> bool:
 STEP = steps.Step(CONSUMER, waits=_waits)
 
 
-def handle_audio_converted(services: Services, event: events.Event) -> str:
-    """Summarize the job's audio, finish the job, emit ``audio.summarized``. Idempotent, and
-    the AI service is asked once per job whatever the deliveries (``vid2mp3.steps``)."""
+def handle_audio_transcribed(services: Services, event: events.Event) -> str:
+    """Summarize the job's transcript, finish the job, emit ``audio.summarized``. Idempotent,
+    and the AI service is asked once per job whatever the deliveries (``vid2mp3.steps``)."""
     return steps.run(services, event, STEP, _summarize_step)
 
 
@@ -124,7 +113,6 @@ def _summarize_step(task: steps.Work) -> steps.Result:
             "category": outcome.category,
             "context_truncated": outcome.context_truncated,
             "summary_reason": outcome.reason,
-            "transcribe_model": outcome.transcribe_model,
             "summary_model": outcome.summary_model,
         },
         announce=summarized,
@@ -135,15 +123,15 @@ def _summarize(services: Services, job: Job) -> _Outcome:
     summarizer = services.summarizer
     if summarizer is None:
         return _Outcome(SummaryStatus.SKIPPED, reason=NOT_CONFIGURED)
-    models = {
-        "transcribe_model": summarizer.transcribe_model,
-        "summary_model": summarizer.summary_model,
-    }
+    if job.transcript_status != TranscriptStatus.DONE:
+        why = job.transcript_reason or f"transcript {job.transcript_status or 'not made'}"
+        return _Outcome(SummaryStatus.SKIPPED, reason=NO_TRANSCRIPT.format(reason=why))
+    models = {"summary_model": summarizer.summary_model}
     try:
-        transcript = _transcript(services, summarizer, job)
-        if not transcript.strip():
+        stored = _stored_text(services, job)
+        if not stored.strip():
             return _Outcome(SummaryStatus.SKIPPED, reason=NO_SPEECH, **models)
-        text, truncated = truncate(transcript, services.config.ai_max_chars)
+        text, truncated = truncate(stored, services.config.ai_max_chars)
         instructions = _INSTRUCTIONS + (_TRUNCATED_NOTE if truncated else "")
         answer = _ask(summarizer.summarize, text, instructions=instructions)
         summary, category = parse_answer(answer)
@@ -162,81 +150,23 @@ def _summarize(services: Services, job: Job) -> _Outcome:
     return outcome
 
 
+def _stored_text(services: Services, job: Job) -> str:
+    """The words of the transcript the transcribe step stored."""
+    try:
+        transcript = transcription.read_transcript(services, job)
+    except InvalidInput as exc:
+        raise SummaryFailed(f"the stored transcript cannot be read ({exc.message})") from exc
+    if transcript is None:
+        raise SummaryFailed("the transcript is missing from storage")
+    return transcript.text
+
+
 def _ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call the summarizer; its errors (already retried) end the summary with their message."""
     try:
         return call(*args, **kwargs)
     except Vid2mp3Error as exc:
         raise SummaryFailed(exc.message) from exc
-
-
-def _transcript(services: Services, summarizer: Summarizer, job: Job) -> str:
-    """The stored transcript when an earlier delivery made one, else a new one, stored."""
-    key = job.transcript_key
-    stored = _read_text(services.store, key)
-    if stored is not None:
-        log.info("reusing the stored transcript", extra={"job_id": job.id})
-        return stored
-    if not job.mp3_key:
-        raise SummaryFailed("the job has no MP3 to summarize")
-    with tempfile.TemporaryDirectory(prefix="vid2mp3-summary-") as folder:
-        mp3 = Path(folder) / "audio.mp3"
-        _copy_to_file(services.store, job.mp3_key, mp3)
-        pieces = _split(services, mp3, job.mp3_duration)
-        texts = [_ask(summarizer.transcribe, str(piece)) for piece in pieces]
-    transcript = " ".join(t.strip() for t in texts if t.strip())
-    services.store.put_stream(
-        key,
-        io.BytesIO(transcript.encode()),
-        content_type="text/plain; charset=utf-8",
-        metadata={
-            "file_type": "transcript",
-            "user_id": job.user_id,
-            "job_id": job.id,
-            "transcribed_from": job.mp3_key,
-            "model": summarizer.transcribe_model,
-        },
-    )
-    log.info(
-        "transcript stored",
-        extra={"job_id": job.id, "pieces": len(pieces), "chars": len(transcript)},
-    )
-    return transcript
-
-
-def _read_text(store: BlobStore, key: str) -> str | None:
-    if store.size(key) is None:
-        return None
-    try:
-        with store.open(key) as f:
-            return f.read().decode("utf-8", errors="replace")
-    except NotFound:
-        return None
-
-
-def _copy_to_file(store: BlobStore, key: str, path: Path) -> None:
-    try:
-        with store.open(key) as source, path.open("wb") as out:
-            shutil.copyfileobj(source, out, _COPY_CHUNK)
-    except NotFound:
-        raise SummaryFailed("the MP3 is missing from storage") from None
-
-
-def _split(services: Services, mp3: Path, duration: float | None) -> list[Path]:
-    """The MP3 in pieces the transcription API accepts (``TRANSCRIBE_UPLOAD_LIMIT``, read at
-    call time). Trouble on our side (disk, shutdown) is handed back for another attempt; an MP3
-    that cannot be split ends the summary with the reason."""
-    try:
-        return media.split_for_upload(
-            mp3,
-            duration,
-            limit=TRANSCRIBE_UPLOAD_LIMIT,
-            ffmpeg=media.find_ffmpeg(services.config.ffmpeg_binary),
-        )
-    except TransientError:
-        raise
-    except Vid2mp3Error as exc:
-        raise SummaryFailed(f"the MP3 could not be prepared for transcription: {exc}") from exc
 
 
 def truncate(text: str, limit: int) -> tuple[str, bool]:
@@ -298,7 +228,7 @@ def _archive(archive: SummaryArchive, job: Job, outcome: _Outcome) -> None:
             "summary": outcome.summary,
             "category": outcome.category,
             "context_truncated": bool(outcome.context_truncated),
-            "transcribe_model": outcome.transcribe_model,
+            "transcribe_model": job.transcribe_model,
             "summary_model": outcome.summary_model,
             "created_at": datetime.now(UTC),
         }

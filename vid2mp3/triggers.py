@@ -4,11 +4,18 @@ The in-process bus, the local dispatcher, ``stack.yml`` topics and the Knative T
 follow it (a drift test keeps them equal).
 """
 
-from vid2mp3.events import AUDIO_CONVERTED, AUDIO_SUMMARIZED, JOB_FAILED, VIDEO_UPLOADED
+from vid2mp3.events import (
+    AUDIO_CONVERTED,
+    AUDIO_SUMMARIZED,
+    AUDIO_TRANSCRIBED,
+    JOB_FAILED,
+    VIDEO_UPLOADED,
+)
 
 TRIGGERS: dict[str, tuple[str, ...]] = {
     "convert": (VIDEO_UPLOADED,),
-    "summarize": (AUDIO_CONVERTED,),
+    "transcribe": (AUDIO_CONVERTED,),
+    "summarize": (AUDIO_TRANSCRIBED,),
     "notify": (AUDIO_CONVERTED, AUDIO_SUMMARIZED, JOB_FAILED),
 }
 

@@ -17,6 +17,7 @@ from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.errors import Conflict, InvalidInput, PayloadTooLarge, Unauthorized
 from vid2mp3.model import ConversionOptions, Job, JobState
 from vid2mp3.services import Services
+from vid2mp3.speech import languages
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def parse_options(raw: Any) -> ConversionOptions:
     return ConversionOptions(
         bitrate=None if bitrate is None else media.parse_bitrate(bitrate),
         quality=None if quality is None else media.check_quality(quality),
+        language=languages.check(raw.get("language")),
     )
 
 

@@ -5,13 +5,14 @@ GET  /<id>        one job (status, progress, error, MP3 and summary fields)
 PUT  /<id>/upload the video bytes (upload token or Bearer), when storage takes them through here
 POST /<id>/complete  verify the stored upload and start the conversion → 202
 GET  /<id>/download  the MP3 (streamed, or a redirect to a presigned URL)
+GET  /<id>/transcript?format=txt|srt|vtt|json  the transcript as a download (default txt)
 DELETE /<id>      the job and its files → 204
 """
 
 import flask
 import functions_framework
 
-from vid2mp3 import entrypoints, uploads, users
+from vid2mp3 import entrypoints, transcription, uploads, users
 from vid2mp3 import jobs as job_lifecycle
 from vid2mp3.errors import MethodNotAllowed, NotFound
 
@@ -51,6 +52,10 @@ def jobs(request: flask.Request) -> flask.Response:
         if download.url:
             return flask.redirect(download.url, 302)
         return entrypoints.stream_response(download.chunks(), download.headers)
-    if len(parts) <= 2 and route[2] in ("", "upload", "complete", "download"):
+    if route == ("GET", 2, "transcript"):
+        fmt = request.args.get("format", "txt")
+        body, headers = transcription.transcript_file(services, parts[0], user_id, fmt)
+        return flask.Response(body, status=200, headers=headers)
+    if len(parts) <= 2 and route[2] in ("", "upload", "complete", "download", "transcript"):
         raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
     raise NotFound(f"no such endpoint: {request.method} {request.path}")

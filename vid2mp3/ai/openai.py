@@ -71,11 +71,13 @@ class OpenAISummarizer:
             max_retries=max_retries,
         )
 
-    def transcribe(self, audio_path: str) -> str:
-        """The text spoken in the audio file at ``audio_path``; raises ``Vid2mp3Error``."""
+    def transcribe(self, audio_path: str, *, language: str | None = None) -> str:
+        """The text spoken in the audio file at ``audio_path`` (``language``: forced, ISO
+        639-1); raises ``Vid2mp3Error``."""
+        forced = {"language": language} if language else {}
         with open(audio_path, "rb") as audio, self._errors("transcribing", self.transcribe_model):
             result = self._client.audio.transcriptions.create(
-                model=self.transcribe_model, file=audio
+                model=self.transcribe_model, file=audio, **forced
             )
         text = getattr(result, "text", None)
         if not isinstance(text, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import mimetypes
 import os
@@ -18,9 +19,10 @@ from typing import Any
 from vid2mp3 import bootstrap, display, jobs, logs, shutdown, users
 from vid2mp3.bus.memory import MemoryBus
 from vid2mp3.config import Config
-from vid2mp3.errors import CommandError
+from vid2mp3.errors import CommandError, InvalidInput
 from vid2mp3.model import FINAL_STATES, JobState
 from vid2mp3.runtime import functions
+from vid2mp3.speech import formats, languages
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,20 @@ def _call(app: Any, method: str, path: str, expected: int, **kwargs: Any) -> Any
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def transcript_formats(setting: str | None) -> tuple[str, ...]:
+    """The formats ``--transcript`` names (none for ``None``), each known, in its order."""
+    if setting is None:
+        return ()
+    names = tuple(dict.fromkeys(n.strip().lower() for n in setting.split(",") if n.strip()))
+    unknown = [n for n in names if n not in formats.FORMATS]
+    if unknown:
+        raise CommandError(
+            f"--transcript: {', '.join(unknown)} is not a format; use some of "
+            f"{', '.join(formats.FORMATS)}"
+        )
+    return names
 
 
 def target_path(source: Path, output: str | None) -> Path:
@@ -77,6 +93,8 @@ def run_convert(
     quality: int | None = None,
     progress: bool = True,
     force: bool = False,
+    transcript: str | None = "txt,srt",
+    language: str | None = None,
 ) -> int:
     # A previous run in this process (tests, an embedding program) may have asked for a stop.
     shutdown.reset()
@@ -87,13 +105,31 @@ def run_convert(
         raise CommandError(f"{video}: the file is empty")
     out = target_path(source, output)
     _check_target(out, source, force=force)
+    wanted = transcript_formats(transcript)
+    for fmt in wanted:
+        _check_target(out.with_suffix(f".{fmt}"), source, force=force)
+    try:
+        languages.check(language)
+    except InvalidInput as exc:
+        raise CommandError(f"--language: {exc.message}") from None
 
     logs.configure(os.environ.get("VID2MP3_LOG_LEVEL", "ERROR"))
-    services = bootstrap.build(Config.from_env())
+    config = Config.from_env()
+    if transcript is None:
+        config = dataclasses.replace(config, transcriber="off")
+    services = bootstrap.build(config)
     bootstrap.install(services)
     run = _Run(services)
     try:
-        return run.convert(source, out, bitrate=bitrate, quality=quality, show=progress)
+        return run.convert(
+            source,
+            out,
+            bitrate=bitrate,
+            quality=quality,
+            show=progress,
+            transcripts=wanted,
+            language=language,
+        )
     except KeyboardInterrupt:
         run.interrupted()
         raise  # cli.main turns it into one line and exit 130
@@ -120,6 +156,8 @@ class _Run:
         bitrate: str | None,
         quality: int | None,
         show: bool,
+        transcripts: tuple[str, ...] = (),
+        language: str | None = None,
     ) -> int:
         services = self.services
         apps = functions.load_all()
@@ -129,7 +167,8 @@ class _Run:
         token, _ = users.session_token(services, user)
         auth = {"Authorization": f"Bearer {token}"}
         content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-        options = {k: v for k, v in (("bitrate", bitrate), ("quality", quality)) if v is not None}
+        asked = (("bitrate", bitrate), ("quality", quality), ("language", language))
+        options = {k: v for k, v in asked if v is not None}
         created = _call(
             apps["upload-init"],
             "POST",
@@ -180,6 +219,20 @@ class _Run:
             response.close()
         kbps = f", {job.mp3_bitrate // 1000} kbps" if job.mp3_bitrate else ""
         print(f"{out}  {display.duration(job.mp3_duration)}  {display.size(job.mp3_size)}{kbps}")
+        if job.transcript_status == "done":
+            for fmt in transcripts:
+                text = _call(
+                    apps["jobs"], "GET", f"/{job_id}/transcript?format={fmt}", 200, headers=auth
+                ).get_data()
+                path = out.with_suffix(f".{fmt}")
+                try:
+                    path.write_bytes(text)
+                except OSError as exc:
+                    raise CommandError(f"could not write {path}: {_reason(exc)}") from exc
+                print(path)
+            print(f"language: {job.language or 'none heard'}")
+        elif transcripts and job.transcript_reason:
+            print(f"no transcript: {job.transcript_reason}")
         if job.summary_status == "done" and job.summary:
             print(f"summary ({job.category}): {job.summary}")
         return 0
@@ -302,7 +355,8 @@ def _wait(services: Any, job_id: str, user_id: str, name: str, *, show: bool) ->
     with bar, redirect or contextlib.nullcontext():
         while True:
             job = jobs.owned(services, job_id, user_id)
-            bar.set_postfix_str(str(job.state), refresh=False)
+            waiting = job.state is JobState.CONVERTED and job.transcript_status is None
+            bar.set_postfix_str("transcribing" if waiting else str(job.state), refresh=False)
             if job.state is JobState.FAILED:
                 bar.refresh()  # at the progress it had: a failure is not 100% of anything
                 return job

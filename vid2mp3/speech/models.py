@@ -159,7 +159,8 @@ def assemble(target: Path, sources: Mapping[str, Sequence[Path]], pins: Mapping[
                 )
             digest = hashlib.sha256()
             size = 0
-            with open(partial / name, "wb") as out:
+            # 0600 like the rest of VID2MP3_HOME (vid2mp3.private_files), whatever the umask.
+            with os.fdopen(private_files.create_file(partial / name), "wb") as out:
                 for piece in pieces:
                     with open(piece, "rb") as source:
                         while block := source.read(_CHUNK):
@@ -260,7 +261,8 @@ def _read_stamp(folder: Path) -> dict[str, object]:
 
 def _write_stamp(folder: Path, stamp: Mapping[str, object]) -> None:
     tmp = folder / f"{STAMP}.{secrets.token_hex(4)}"
-    tmp.write_text(json.dumps(stamp, sort_keys=True))
+    with os.fdopen(private_files.create_file(tmp), "w") as out:
+        out.write(json.dumps(stamp, sort_keys=True))
     os.replace(tmp, folder / STAMP)
 
 

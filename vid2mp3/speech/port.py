@@ -1,7 +1,9 @@
 """The ``Transcriber`` port: audio file in, ``Transcript`` out.
 
-Adapters: ``whisper_local.WhisperLocal`` (faster-whisper on this machine's CPU). The pipeline
-depends on this protocol only, so a remote OpenAI-compatible transcriber fits the same slot.
+Adapters: ``whisper_local.WhisperLocal`` (faster-whisper on this machine's CPU) and
+``vid2mp3.ai.openai_transcriber.OpenAITranscriber`` (an OpenAI-compatible API); the pipeline
+(``vid2mp3.transcription``) depends on this protocol only and gets one from
+``bootstrap.make_transcriber`` (``TRANSCRIBER``).
 """
 
 from __future__ import annotations

@@ -87,7 +87,10 @@ def load_model(
     workers: int = 1,
 ) -> WhisperModel:
     """The model ``setting`` names, loaded at most once per process for these settings."""
-    key = _ModelKey(setting, str(models_dir), compute_type, threads_per_worker, workers)
+    # The bundled model is the same pinned bytes in every models folder, so one load serves
+    # every VID2MP3_HOME of the process (tests make many; a second copy would cost ~300 MB).
+    where = "<bundled>" if setting.strip() in ("", models.BUNDLED_SIZE) else str(models_dir)
+    key = _ModelKey(setting, where, compute_type, threads_per_worker, workers)
     model = _loaded.get(key)
     if model is not None:
         return model
