@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from vid2mp3 import conversion, events, jobs, summaries, transcription
+from vid2mp3 import conversion, events, jobs, steps, summaries, transcription
 from vid2mp3.db.unit_of_work import UnitOfWork
 from vid2mp3.model import FINAL_STATES, Job, JobState, SummaryStatus
 from vid2mp3.services import Services
@@ -55,12 +55,10 @@ def _transcribe(services: Services, job: Job) -> str:
         if uow.leases.held(job.id, transcription.CONSUMER):
             return "left to the live worker transcribing it"
         current = uow.jobs.get(job.id)
-        waiting = current is not None and transcription.STEP.waits(current)
-        changed = waiting and uow.jobs.update(job.id, only_in=result.only_in, **result.changes)
-        if changed and result.announce is not None:
-            events.validate(result.announce)
-            uow.outbox.add(result.announce, job.id)
-        uow.leases.drop(job.id, transcription.CONSUMER)
+        if current is None or not transcription.STEP.waits(current):
+            uow.leases.drop(job.id, transcription.CONSUMER)
+            return "nothing to do"
+        changed = steps.apply(uow, job.id, transcription.CONSUMER, result)
         return "transcript failed" if changed else "nothing to do"
 
     outcome = services.atomically(settle)

@@ -180,14 +180,22 @@ def _claim(
     return uow.jobs.get(job_id) or job, lease
 
 
-def _settle(uow: UnitOfWork, job_id: str, step: Step, event: events.Event, result: Result) -> None:
+def apply(uow: UnitOfWork, job_id: str, step_name: str, result: Result) -> bool:
+    """Inside ``uow``: the job's transition of ``result`` (only from ``result.only_in``), its
+    announcement into the outbox when the job moved, and the step's lease dropped; returns
+    whether the job moved. A step's settle, and a dead-letter policy settling for it."""
     changed = bool(result.changes) and uow.jobs.update(
         job_id, only_in=result.only_in, **result.changes
     )
     if changed and result.announce is not None:
         events.validate(result.announce)
         uow.outbox.add(result.announce, job_id)
-    uow.leases.drop(job_id, step.name)
+    uow.leases.drop(job_id, step_name)
+    return changed
+
+
+def _settle(uow: UnitOfWork, job_id: str, step: Step, event: events.Event, result: Result) -> None:
+    apply(uow, job_id, step.name, result)
     uow.processed.record(step.name, event.id)
 
 
